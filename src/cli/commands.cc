@@ -1,0 +1,222 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/admin_target.h"
+#include "cli/launcher.h"
+#include "cms/cms_document.h"
+#include "common/file_util.h"
+#include "topology/topology.h"
+
+namespace tandem {
+namespace {
+
+using nlohmann::json;
+
+// Thrown inside command callbacks only, caught in RunCli: the CLI's way to end a
+// command with one clear sentence and a non-zero exit code.
+struct CommandFailure {
+  std::string message;
+  int exit_code = 1;
+};
+
+[[noreturn]] void Fail(std::string message, int exit_code = 1) { throw CommandFailure{std::move(message), exit_code}; }
+
+template <typename T>
+T OrFail(Result<T> result) {
+  if (!result) Fail(result.error().message);
+  return std::move(*result);
+}
+
+void OrFail(Status status) {
+  if (!status) Fail(status.error().message);
+}
+
+json CallJson(const ConnectionOptions& connection, std::string_view method, std::string_view path,
+              std::string_view body = "") {
+  AdminTarget target = OrFail(ResolveAdminTarget(connection));
+  HttpResponse response = OrFail(CallAdmin(target, method, path, body));
+  if (response.status / 100 != 2) Fail(AdminErrorMessage(response));
+  auto parsed = json::parse(response.body, nullptr, false);
+  if (parsed.is_discarded()) Fail("the server answered with something that is not JSON");
+  return parsed;
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms == 0) return "never";
+  std::time_t seconds = unix_ms / 1000;
+  std::tm tm{};
+  ::gmtime_r(&seconds, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buffer;
+}
+
+// Prints every diagnostic; returns the parse result.
+TopologyParseResult ValidateAndReport(const std::string& file) {
+  TopologyParseResult parsed = LoadTopologyFile(file);
+  for (const Diagnostic& diagnostic : parsed.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.ToString().c_str());
+  return parsed;
+}
+
+size_t CountServers(const Topology& topology) {
+  size_t count = 0;
+  for (const PoolSpec& pool : topology.pools) count += pool.servers.size();
+  return count;
+}
+
+void AddTopologyCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
+  auto* topology = app.add_subcommand("topology", "validate, publish and show the topology")->require_subcommand(1);
+
+  auto* validate = topology->add_subcommand("validate", "check a topology file and report every problem");
+  static std::string validate_file;
+  validate->add_option("FILE", validate_file, "topology file (TOML)")->required();
+  validate->callback([&as_json] {
+    TopologyParseResult parsed = ValidateAndReport(validate_file);
+    size_t errors = 0, warnings = 0;
+    for (const Diagnostic& d : parsed.diagnostics) (d.severity == Severity::kError ? errors : warnings)++;
+    if (as_json) {
+      json diagnostics = json::array();
+      for (const Diagnostic& d : parsed.diagnostics) {
+        diagnostics.push_back({{"severity", d.severity == Severity::kError ? "error" : "warning"},
+                               {"file", d.file}, {"line", d.line}, {"message", d.message}});
+      }
+      std::printf("%s\n", json{{"valid", errors == 0}, {"diagnostics", diagnostics}}.dump(2).c_str());
+    }
+    if (errors > 0) Fail(fmt::format("{}: {} error{}, {} warning{}; fix them and validate again", validate_file, errors,
+                                     errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s"));
+    if (!as_json) {
+      std::printf("%s: valid (%zu pools, %zu servers, %zu warning%s)\n", validate_file.c_str(),
+                  parsed.topology->pools.size(), CountServers(*parsed.topology), warnings, warnings == 1 ? "" : "s");
+    }
+  });
+
+  auto* publish = topology->add_subcommand("publish", "validate a topology file and publish it as a new CMS version");
+  static std::string publish_file;
+  publish->add_option("FILE", publish_file, "topology file (TOML)")->required();
+  publish->callback([&connection, &as_json] {
+    TopologyParseResult parsed = ValidateAndReport(publish_file);
+    if (parsed.HasErrors()) Fail(fmt::format("{} is not a valid topology; nothing was published", publish_file));
+    std::string text = OrFail(ReadFile(publish_file));
+    json body{{"file", std::filesystem::path(publish_file).filename().string()}, {"toml", text}};
+    json answer = CallJson(connection, "POST", "/cms/publish", body.dump());
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+    } else {
+      std::printf("Published %s as CMS version %lld.\n", publish_file.c_str(), answer["version"].get<long long>());
+    }
+  });
+
+  auto* show = topology->add_subcommand("show", "show the topology of the current CMS version");
+  show->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "GET", "/cms/document");
+    auto document = CmsDocument::FromJson(answer.dump());
+    if (!document) Fail("the server sent a damaged CMS document");
+    TopologyParseResult parsed = ParseTopology(document->topology_toml, document->topology_file);
+    if (parsed.HasErrors()) Fail("the published topology does not parse; publish a valid one");
+    if (as_json) {
+      json out = TopologyToJson(*parsed.topology);
+      out["cms_version"] = document->version;
+      out["published_at_ms"] = document->published_at_ms;
+      std::printf("%s\n", out.dump(2).c_str());
+      return;
+    }
+    const Topology& t = *parsed.topology;
+    std::printf("CMS version %lld, published %s from %s\n", static_cast<long long>(document->version),
+                FormatTime(document->published_at_ms).c_str(), document->topology_file.c_str());
+    std::printf("SIP domain %s; CMS master pool %s\n\n", t.sip_domain.c_str(), t.cms_master_pool.c_str());
+    for (const PoolSpec& pool : t.pools) {
+      std::printf("pool %s (site %s, %s, %s back-end%s)\n", pool.fqdn.c_str(), pool.site.c_str(),
+                  std::string(EditionName(pool.edition)).c_str(), std::string(BackendTypeName(pool.backend.type)).c_str(),
+                  pool.backup_pool ? fmt::format(", paired with {}", *pool.backup_pool).c_str() : "");
+      for (const ServerSpec& server : pool.servers) {
+        std::printf("  %-10s %s  sip %u  admin %u\n", server.id.c_str(), server.address.c_str(), server.sip_port,
+                    server.admin_port);
+      }
+    }
+  });
+}
+
+void AddCmsCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
+  auto* cms = app.add_subcommand("cms", "Central Management Store")->require_subcommand(1);
+  auto* status = cms->add_subcommand("status", "master pool, current version, and every server's replica");
+  status->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "GET", "/cms/status");
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+      return;
+    }
+    std::string master_version = answer["master_version"].is_null() ? "unknown" : answer["master_version"].dump();
+    std::printf("CMS master pool %s: %s, version %s\n", answer["master_pool"].get<std::string>().c_str(),
+                answer["master_reachable"].get<bool>() ? "reachable" : "UNREACHABLE", master_version.c_str());
+    if (answer.contains("master_error")) std::printf("  (%s)\n", answer["master_error"].get<std::string>().c_str());
+    std::printf("\n%-10s %-24s %-9s %s\n", "SERVER", "POOL", "REPLICA", "STATE");
+    for (const json& server : answer["servers"]) {
+      std::string replica = server["replica_version"].is_null() ? "-" : server["replica_version"].dump();
+      std::string state = !server["reachable"].get<bool>() ? "unreachable"
+                          : server["up_to_date"].is_null() ? "unknown (master unreachable)"
+                          : server["up_to_date"].get<bool>() ? "up to date"
+                                                             : "behind";
+      std::printf("%-10s %-24s %-9s %s\n", server["id"].get<std::string>().c_str(),
+                  server["pool"].get<std::string>().c_str(), replica.c_str(), state.c_str());
+    }
+  });
+}
+
+void AddLauncherCommands(CLI::App& app, ConnectionOptions& connection) {
+  auto* up = app.add_subcommand("up", "start every server of a topology on this machine");
+  static UpOptions up_options;
+  static int timeout_seconds = 30;
+  up->add_option("FILE", up_options.topology_path, "topology file (TOML)")->required();
+  up->add_flag("--detach,-d", up_options.detach, "return once every server is healthy");
+  up->add_option("--timeout", timeout_seconds, "seconds to wait for the servers to become healthy");
+  up->callback([&connection] {
+    up_options.data_dir = connection.data_dir;
+    up_options.start_timeout = std::chrono::seconds(timeout_seconds);
+    OrFail(Up(up_options));
+  });
+
+  auto* down = app.add_subcommand("down", "stop the servers that `tandem up` started");
+  down->callback([&connection] { OrFail(Down(connection.data_dir)); });
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"tandem: manage a tandem deployment (topology, CMS, servers)"};
+  app.require_subcommand(1);
+  ConnectionOptions connection;
+  const char* env_data_dir = std::getenv("TANDEM_DATA_DIR");
+  connection.data_dir = env_data_dir && *env_data_dir ? env_data_dir : "./tandem-data";
+  bool as_json = false;
+  app.add_option("--data-dir", connection.data_dir, "data directory written by `tandem up` (or $TANDEM_DATA_DIR)")
+      ->configurable();
+  app.add_option("--admin", connection.admin_url, "admin URL of a running server, e.g. http://127.0.0.1:8101");
+  app.add_option("--token-file", connection.token_file, "admin token file (with --admin)");
+  app.add_flag("--json", as_json, "machine-readable output");
+  app.fallthrough();
+
+  AddTopologyCommands(app, connection, as_json);
+  AddCmsCommands(app, connection, as_json);
+  AddLauncherCommands(app, connection);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const CommandFailure& failure) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "tandem: %s\n", failure.message.c_str());
+    return failure.exit_code;
+  }
+  return 0;
+}
+
+}  // namespace tandem

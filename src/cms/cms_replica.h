@@ -1,0 +1,48 @@
+// A server's local read-only replica of the CMS: the newest document it has seen,
+// with its topology already parsed, persisted to a file so the server starts and
+// keeps serving while the CMS master is unreachable.
+//
+// Thread-safety: thread-safe. Current() hands out immutable snapshots, so readers
+// never block the installer and never see half an update.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cms/cms_document.h"
+#include "common/error.h"
+#include "topology/topology.h"
+
+namespace tandem {
+
+class CmsReplica {
+ public:
+  struct Snapshot {
+    std::shared_ptr<const CmsDocument> document;
+    std::shared_ptr<const Topology> topology;
+  };
+
+  // Loads the replica file at `path` when it exists and is newer than `bootstrap`;
+  // otherwise starts from `bootstrap` (normally version 0, from the topology file).
+  // A replica file that is unreadable or corrupt is an error, not silently ignored.
+  static Result<std::unique_ptr<CmsReplica>> Open(std::string path, CmsDocument bootstrap);
+
+  Snapshot Current() const;
+
+  // Installs `document` if it is newer than the current one and its topology is
+  // valid; persists it first. Returns true if installed, false if not newer.
+  Result<bool> Install(CmsDocument document);
+
+  // Parses a document's topology; an invalid one is kCorruption with the diagnostics.
+  static Result<std::shared_ptr<const Topology>> ParseDocumentTopology(const CmsDocument& document);
+
+ private:
+  CmsReplica(std::string path, Snapshot snapshot) : path_(std::move(path)), snapshot_(std::move(snapshot)) {}
+
+  const std::string path_;
+  mutable std::mutex mu_;
+  Snapshot snapshot_;  // guarded by mu_
+};
+
+}  // namespace tandem

@@ -1,0 +1,203 @@
+#include "server/server.h"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "admin/http_server.h"
+#include "cms/cms_agent.h"
+#include "cms/cms_replica.h"
+#include "common/file_util.h"
+#include "common/metrics.h"
+#include "store/store.h"
+#include "topology/topology.h"
+
+namespace tandem {
+
+std::string ServerDirectory(const std::string& data_dir, const std::string& server_id) {
+  return data_dir + "/servers/" + server_id;
+}
+
+std::string GenerateAdminToken() {
+  unsigned char bytes[32];
+  TANDEM_CHECK(RAND_bytes(bytes, sizeof(bytes)) == 1);
+  std::string token;
+  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
+  return token;
+}
+
+Result<std::string> LoadOrCreateAdminToken(const std::string& path) {
+  auto existing = ReadFile(path);
+  if (existing) {
+    std::string token = *existing;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.empty()) return MakeError(ErrorCode::kInvalidArgument, fmt::format("admin token file {} is empty", path));
+    return token;
+  }
+  if (existing.error().code != ErrorCode::kNotFound) return std::unexpected(existing.error());
+  std::string token = GenerateAdminToken();
+  if (auto written = WriteFileAtomically(path, token + "\n", 0600); !written) return std::unexpected(written.error());
+  return token;
+}
+
+namespace {
+
+std::string ResolveAgainst(const std::string& base, const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  return base + "/" + path;
+}
+
+Result<std::unique_ptr<Store>> OpenPoolStore(const PoolSpec& pool, const std::string& data_dir) {
+  switch (pool.backend.type) {
+    case BackendType::kSqlite: {
+      std::string path = ResolveAgainst(data_dir, pool.backend.sqlite_path);
+      auto store = OpenSqliteStore(path);
+      if (!store) {
+        return MakeError(store.error().code, fmt::format("cannot open the back-end store of pool {}: {}", pool.fqdn,
+                                                         store.error().message));
+      }
+      return store;
+    }
+    case BackendType::kPostgres:
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       fmt::format("pool {} uses a PostgreSQL back-end, which this build does not support yet; use "
+                                   "backend = {{ type = \"sqlite\", path = \"...\" }}",
+                                   pool.fqdn));
+  }
+  return MakeError(ErrorCode::kInternal, "unknown back-end type");
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(ServerOptions options, std::string token)
+      : options_(std::move(options)), token_(std::move(token)), http_(io_, token_) {}
+
+  ~ServerImpl() override { Shutdown(); }
+
+  Status Init(std::unique_ptr<CmsReplica> replica) {
+    replica_ = std::move(replica);
+    auto snapshot = replica_->Current();
+    const PoolSpec* pool = nullptr;
+    const ServerSpec* self = snapshot.topology->FindServer(options_.server_id, &pool);
+    if (self == nullptr) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("server '{}' is not in CMS version {} of the topology", options_.server_id,
+                                   snapshot.document->version));
+    }
+    pool_fqdn_ = pool->fqdn;
+    auto store = OpenPoolStore(*pool, options_.data_dir);
+    if (!store) return std::unexpected(store.error());
+    store_ = std::move(*store);
+
+    agent_ = std::make_unique<CmsAgent>(CmsAgentOptions{.server_id = options_.server_id, .admin_token = token_},
+                                        *replica_, *store_, metrics_);
+    if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
+
+    RegisterRoutes();
+    agent_->RegisterRoutes(http_);
+    auto port = http_.Listen(self->address, self->admin_port);
+    if (!port) return std::unexpected(port.error());
+    spdlog::info("server {} of pool {}: admin API on {}:{}, CMS version {}", options_.server_id, pool_fqdn_,
+                 self->address, *port, replica_->Current().document->version);
+    return OkStatus();
+  }
+
+  void Run() override {
+    boost::asio::signal_set signals(io_, SIGTERM, SIGINT);
+    signals.async_wait([this](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      spdlog::info("received signal {}; shutting down", signal);
+      Stop();
+    });
+    agent_->Start();
+    auto work = boost::asio::make_work_guard(io_);
+    // Two threads: a slow admin call (a forwarded publish) never blocks health checks.
+    std::thread helper([this] { io_.run(); });
+    io_.run();
+    helper.join();
+    Shutdown();
+    spdlog::info("server {} stopped", options_.server_id);
+  }
+
+  void Stop() override {
+    http_.Stop();
+    io_.stop();
+  }
+
+ private:
+  void Shutdown() {
+    if (agent_) agent_->Stop();
+  }
+
+  void RegisterRoutes() {
+    http_.Route("GET", "/health", [](const HttpRequest&) { return HttpResponse::Json(200, "{\"status\":\"ok\"}\n"); },
+                HttpServer::Access::kPublic);
+    http_.Route("GET", "/status", [this](const HttpRequest&) {
+      nlohmann::json status{
+          {"server", options_.server_id},
+          {"pool", pool_fqdn_},
+          {"pid", ::getpid()},
+          {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+          {"cms", agent_->StatusJson()}};
+      return HttpResponse::Json(200, status.dump());
+    });
+    http_.Route("GET", "/metrics", [this](const HttpRequest&) {
+      metrics_.GetGauge("tandem_uptime_seconds", "Seconds since this server started")
+          ->Set(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      metrics_.GetCounter("tandem_admin_unauthorized_requests_total", "Admin requests refused for a missing or wrong token");
+      HttpResponse response;
+      response.content_type = "text/plain; version=0.0.4";
+      response.body = metrics_.RenderPrometheus() +
+                      fmt::format("tandem_admin_unauthorized_requests_total {}\n", http_.unauthorized_requests());
+      return response;
+    });
+  }
+
+  const ServerOptions options_;
+  const std::string token_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  boost::asio::io_context io_;
+  MetricsRegistry metrics_;
+  HttpServer http_;
+  std::unique_ptr<CmsReplica> replica_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<CmsAgent> agent_;
+  std::string pool_fqdn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  auto topology_text = ReadFile(options.topology_path);
+  if (!topology_text) return std::unexpected(topology_text.error());
+  TopologyParseResult parsed = ParseTopology(*topology_text, options.topology_path);
+  if (parsed.HasErrors()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("the topology is invalid: {} (run `tandem topology validate {}`)",
+                                 parsed.diagnostics.front().ToString(), options.topology_path));
+  }
+  std::string server_dir = ServerDirectory(options.data_dir, options.server_id);
+  if (auto made = MakeDirectories(server_dir); !made) return std::unexpected(made.error());
+  std::string token_file = options.token_file.empty() ? options.data_dir + "/admin.token" : options.token_file;
+  auto token = LoadOrCreateAdminToken(token_file);
+  if (!token) return std::unexpected(token.error());
+
+  CmsDocument bootstrap{0, 0, std::filesystem::path(options.topology_path).filename().string(), *topology_text};
+  auto replica = CmsReplica::Open(server_dir + "/cms-replica.json", std::move(bootstrap));
+  if (!replica) return std::unexpected(replica.error());
+
+  auto server = std::make_unique<ServerImpl>(options, *token);
+  if (auto initialized = server->Init(std::move(*replica)); !initialized) return std::unexpected(initialized.error());
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace tandem
