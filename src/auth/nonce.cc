@@ -1,0 +1,200 @@
+#include "auth/nonce.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <array>
+
+#include "common/error.h"
+
+namespace tandem {
+namespace {
+
+constexpr size_t kStampBytes = 8;
+constexpr size_t kRandomBytes = 16;
+constexpr size_t kMacBytes = 32;  // HMAC-SHA256
+constexpr size_t kKeyBytes = kStampBytes + kRandomBytes;
+constexpr size_t kNonceBytes = kKeyBytes + kMacBytes;         // 56
+constexpr size_t kEncodedLength = (kNonceBytes * 8 + 5) / 6;  // 75, unpadded
+constexpr size_t kPaddedLength = (kNonceBytes + 2) / 3 * 4;   // 76
+constexpr size_t kGeneratedSecretBytes = 32;
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  // Failure means the OS cannot provide entropy: nothing safe to do but stop.
+  TANDEM_CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) == 1);
+  return out;
+}
+
+std::string Base64UrlEncode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
+}
+
+bool IsBase64UrlChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+// Decodes exactly one nonce's worth of base64url; false on anything else.
+bool DecodeNonce(std::string_view text, std::string* bytes) {
+  if (text.size() != kEncodedLength) return false;
+  std::string padded;
+  padded.reserve(kPaddedLength);
+  for (char c : text) {
+    if (!IsBase64UrlChar(c)) return false;
+    padded.push_back(c == '-' ? '+' : c == '_' ? '/' : c);
+  }
+  while (padded.size() < kPaddedLength) padded.push_back('=');
+  std::array<unsigned char, kPaddedLength> out{};
+  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(padded.data()),
+                          static_cast<int>(padded.size()));
+  if (n < static_cast<int>(kNonceBytes)) return false;
+  bytes->assign(reinterpret_cast<const char*>(out.data()), kNonceBytes);
+  return true;
+}
+
+}  // namespace
+
+std::string_view NonceStatusName(NonceStatus status) {
+  switch (status) {
+    case NonceStatus::kValid:
+      return "valid";
+    case NonceStatus::kStale:
+      return "stale";
+    case NonceStatus::kInvalid:
+      return "invalid";
+    case NonceStatus::kReplayed:
+      return "replayed";
+  }
+  return "invalid";
+}
+
+NonceManager::NonceManager(NonceManagerOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock), secret_(options_.secret) {
+  if (secret_.empty()) secret_ = RandomBytes(kGeneratedSecretBytes);
+}
+
+NonceManager::TimestampMs NonceManager::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch())
+      .count();
+}
+
+std::string NonceManager::Mac(std::string_view stamp_and_random, std::string_view realm) const {
+  std::string data;
+  data.reserve(stamp_and_random.size() + realm.size());
+  data.append(stamp_and_random);
+  data.append(realm);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int length = 0;
+  TANDEM_CHECK(HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+                    reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
+                    &length) != nullptr);
+  TANDEM_CHECK(length == kMacBytes);
+  return std::string(reinterpret_cast<const char*>(mac.data()), length);
+}
+
+std::string NonceManager::Issue(std::string_view realm) {
+  auto stamp = static_cast<uint64_t>(NowMs());
+  std::string bytes;
+  bytes.reserve(kNonceBytes);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    bytes.push_back(static_cast<char>((stamp >> shift) & 0xff));
+  }
+  bytes += RandomBytes(kRandomBytes);
+  bytes += Mac(bytes, realm);
+  return Base64UrlEncode(bytes);
+}
+
+bool NonceManager::Authenticate(std::string_view nonce, std::string_view realm,
+                                TimestampMs* timestamp, std::string* key) const {
+  std::string bytes;
+  if (!DecodeNonce(nonce, &bytes)) return false;
+  std::string_view view(bytes);
+  std::string expected = Mac(view.substr(0, kKeyBytes), realm);
+  if (CRYPTO_memcmp(expected.data(), view.data() + kKeyBytes, kMacBytes) != 0) return false;
+  uint64_t stamp = 0;
+  for (size_t i = 0; i < kStampBytes; ++i) {
+    stamp = (stamp << 8) | static_cast<unsigned char>(view[i]);
+  }
+  *timestamp = static_cast<TimestampMs>(stamp);
+  key->assign(view.substr(0, kKeyBytes));
+  return true;
+}
+
+NonceStatus NonceManager::AgeStatus(TimestampMs timestamp, TimestampMs now) const {
+  const TimestampMs skew_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_clock_skew).count();
+  const TimestampMs lifetime_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.lifetime).count();
+  if (timestamp > now && timestamp - now > skew_ms) return NonceStatus::kInvalid;
+  if (now > timestamp && now - timestamp > lifetime_ms) return NonceStatus::kStale;
+  return NonceStatus::kValid;
+}
+
+NonceStatus NonceManager::Verify(std::string_view nonce, std::string_view realm) const {
+  TimestampMs timestamp = 0;
+  std::string key;
+  if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
+  return AgeStatus(timestamp, NowMs());
+}
+
+void NonceManager::EvictLocked(TimestampMs now) {
+  const TimestampMs lifetime_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.lifetime).count();
+  while (!by_age_.empty() && now - by_age_.begin()->first > lifetime_ms) {
+    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.begin()->first);
+    highest_nc_.erase(by_age_.begin()->second);
+    by_age_.erase(by_age_.begin());
+  }
+}
+
+NonceStatus NonceManager::VerifyAndRecordCount(std::string_view nonce, std::string_view realm,
+                                               uint32_t nc) {
+  TimestampMs timestamp = 0;
+  std::string key;
+  if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
+  const TimestampMs now = NowMs();
+  NonceStatus status = AgeStatus(timestamp, now);
+  if (status != NonceStatus::kValid) return status;
+
+  std::lock_guard<std::mutex> lock(mu_);
+  EvictLocked(now);
+  auto it = highest_nc_.find(key);
+  if (it != highest_nc_.end()) {
+    if (nc <= it->second) return NonceStatus::kReplayed;
+    it->second = nc;
+    return NonceStatus::kValid;
+  }
+  if (timestamp <= forgotten_up_to_) return NonceStatus::kStale;
+  if (nc == 0) return NonceStatus::kReplayed;
+  const size_t cap = std::max<size_t>(options_.max_tracked_nonces, 1);
+  while (highest_nc_.size() >= cap) {
+    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.begin()->first);
+    highest_nc_.erase(by_age_.begin()->second);
+    by_age_.erase(by_age_.begin());
+  }
+  if (timestamp <= forgotten_up_to_) return NonceStatus::kStale;
+  highest_nc_.emplace(key, nc);
+  by_age_.emplace(timestamp, std::move(key));
+  return NonceStatus::kValid;
+}
+
+size_t NonceManager::tracked_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return highest_nc_.size();
+}
+
+}  // namespace tandem

@@ -1,0 +1,195 @@
+"""Shared helpers for tandem's multi-process tests.
+
+Tests drive the real `tandem` and `tandemd` binaries over real sockets and files.
+They never sleep for a fixed time: `wait_until` polls a condition with a deadline.
+Ports come from the kernel (bind to port 0) so tests can run in parallel.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BIN_DIR = os.environ.get("TANDEM_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+TANDEM = os.path.join(BIN_DIR, "tandem")
+TANDEMD = os.path.join(BIN_DIR, "tandemd")
+
+
+def wait_until(predicate, timeout=20.0, what="condition", interval=0.05):
+    """Polls `predicate` until it returns a truthy value; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {last!r})")
+
+
+def free_ports(count, host="127.0.0.1"):
+    """`count` distinct ports the kernel picked as free (all held open at once, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def topology_text(pools, cms_master="pool1.example.com", sync_interval=2, extra=""):
+    """A topology file. `pools` is a list of dicts: fqdn, site, servers (list of ids),
+    optional backup_pool, edition, backend (TOML inline table text). Ports are free ones."""
+    lines = ['[sip]', 'domain = "example.com"', '', '[cms]', f'master_pool = "{cms_master}"', '',
+             '[backup]', f'sync_interval_seconds = {sync_interval}', '']
+    for site in sorted({p["site"] for p in pools}):
+        lines += ['[[sites]]', f'name = "{site}"', '']
+    for pool in pools:
+        servers = pool["servers"]
+        edition = pool.get("edition", "standard" if len(servers) == 1 else "enterprise")
+        backend = pool.get("backend", f'{{ type = "sqlite", path = "{pool["fqdn"].split(".")[0]}.db" }}')
+        lines += ['[[pools]]', f'fqdn = "{pool["fqdn"]}"', f'site = "{pool["site"]}"', f'edition = "{edition}"',
+                  f'backend = {backend}']
+        if pool.get("backup_pool"):
+            lines.append(f'backup_pool = "{pool["backup_pool"]}"')
+        lines.append('')
+        ports = free_ports(2 * len(servers))
+        for i, server_id in enumerate(servers):
+            lines += ['[[pools.servers]]', f'id = "{server_id}"', 'address = "127.0.0.1"',
+                      f'sip_port = {ports[2 * i]}', f'admin_port = {ports[2 * i + 1]}', '']
+    return "\n".join(lines) + extra
+
+
+def two_site_pools():
+    return [
+        {"fqdn": "pool1.example.com", "site": "siteA", "servers": ["p1fe1", "p1fe2", "p1fe3"],
+         "backup_pool": "pool2.example.com"},
+        {"fqdn": "pool2.example.com", "site": "siteB", "servers": ["p2fe1", "p2fe2", "p2fe3"],
+         "backup_pool": "pool1.example.com"},
+    ]
+
+
+def run_tandem(args, data_dir=None, check=False, timeout=60):
+    command = [TANDEM] + (["--data-dir", data_dir] if data_dir else []) + list(args)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def http(method, url, token=None, body=None, timeout=5):
+    """Returns (status, body text). Transport errors raise."""
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def process_state(pid):
+    """'R', 'S', 'Z'... for a live or zombie process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def is_running(pid):
+    state = process_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def processes_mentioning(text):
+    """PIDs of live processes whose command line contains `text`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and is_running(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+class Deployment:
+    """A topology started with `tandem up --detach` in a temporary data dir; `close()`
+    runs `tandem down` and kills by PID anything this deployment started that is left."""
+
+    def __init__(self, topology, name="topology.toml"):
+        self.dir = tempfile.mkdtemp(prefix="tandem-test-")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.topology_path = os.path.join(self.dir, name)
+        with open(self.topology_path, "w") as f:
+            f.write(topology)
+        self.pids = []
+
+    def up(self, check=True):
+        result = run_tandem(["up", self.topology_path, "--detach"], self.data_dir)
+        if check and result.returncode != 0:
+            raise AssertionError(f"tandem up failed:\n{result.stdout}\n{result.stderr}\n{self.logs()}")
+        if result.returncode == 0:
+            self.pids = [s["pid"] for s in self.state()["servers"]]
+        return result
+
+    def state(self):
+        with open(os.path.join(self.data_dir, "up.json")) as f:
+            return json.load(f)
+
+    def token(self):
+        with open(os.path.join(self.data_dir, "admin.token")) as f:
+            return f.read().strip()
+
+    def server(self, server_id):
+        return next(s for s in self.state()["servers"] if s["id"] == server_id)
+
+    def admin(self, server_id, path, method="GET", body=None, token=True):
+        return http(method, self.server(server_id)["admin_url"] + path, self.token() if token else None, body)
+
+    def status(self, server_id):
+        """The server's /status, or None while it does not answer."""
+        try:
+            code, body = self.admin(server_id, "/status")
+        except OSError:
+            return None
+        return json.loads(body) if code == 200 else None
+
+    def tandem(self, *args, check=False):
+        return run_tandem(list(args), self.data_dir, check=check)
+
+    def logs(self):
+        out = []
+        servers_dir = os.path.join(self.data_dir, "servers")
+        if os.path.isdir(servers_dir):
+            for server_id in sorted(os.listdir(servers_dir)):
+                path = os.path.join(servers_dir, server_id, "tandemd.log")
+                if os.path.exists(path):
+                    with open(path) as f:
+                        out.append(f"--- {server_id} ---\n" + f.read()[-3000:])
+        return "\n".join(out)
+
+    def close(self):
+        if os.path.exists(os.path.join(self.data_dir, "up.json")):
+            run_tandem(["down"], self.data_dir)
+        for pid in self.pids + processes_mentioning(self.data_dir):
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
