@@ -32,7 +32,7 @@
 #include <string_view>
 #include <vector>
 
-#include "auth/clock.h"
+#include "common/clock.h"
 #include "auth/digest.h"
 #include "auth/nonce.h"
 #include "auth/throttle.h"

@@ -26,7 +26,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "auth/clock.h"
+#include "common/clock.h"
 
 namespace tandem {
 

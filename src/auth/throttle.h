@@ -22,7 +22,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "auth/clock.h"
+#include "common/clock.h"
 
 namespace tandem {
 

@@ -6,11 +6,6 @@
 
 namespace tandem {
 
-int64_t NowUnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string CmsDocument::ToJson() const {
   return nlohmann::json{{"version", version},
                         {"published_at_ms", published_at_ms},

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/clock.h"
 #include "common/error.h"
 
 namespace tandem {
@@ -22,7 +23,5 @@ struct CmsDocument {
   std::string ToJson() const;
   static Result<CmsDocument> FromJson(std::string_view json);
 };
-
-int64_t NowUnixMillis();
 
 }  // namespace tandem

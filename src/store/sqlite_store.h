@@ -5,6 +5,7 @@
 // Thread-safety: one connection per SqliteStore, guarded by a mutex.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -26,11 +27,19 @@ class SqliteStore final : public Store {
   Result<int> SchemaVersion() override;
   Result<std::optional<CmsVersionRecord>> LatestCmsVersion() override;
   Status AppendCmsVersion(const CmsVersionRecord& record, int64_t expected_previous) override;
+  Status AddUsers(const std::vector<UserRecord>& users) override;
+  Status RemoveUser(const std::string& uri) override;
+  Result<std::optional<UserRecord>> FindUser(const std::string& username, const std::string& domain) override;
+  Result<std::vector<UserRecord>> ListUsers() override;
+  Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) override;
 
  private:
   Status Exec(const char* sql);  // requires mu_ held
   Error SqliteError(std::string_view what) const;
   Result<int> SchemaVersionLocked();
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
+  Status InWriteTransaction(const std::function<Status()>& body);
+  Status AppendChangeLocked(const ChangeRecord& change);  // inside a transaction
 
   std::mutex mu_;
   sqlite3* db_;

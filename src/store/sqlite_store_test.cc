@@ -80,6 +80,55 @@ TEST(SqliteStoreTest, ConcurrentPublishIsDetected) {
   EXPECT_EQ((*(*store)->LatestCmsVersion())->document, "a");
 }
 
+UserRecord User(const std::string& name) {
+  return UserRecord{"sip:" + name + "@example.com", name, "example.com", "pool1.example.com", "m", "s", "mf", "sf", 42};
+}
+
+TEST(SqliteStoreTest, EveryUserMutationAppendsOneChangeInOrder) {
+  auto store = OpenSqliteStore(TempDir() + "/pool.db");
+  ASSERT_TRUE(store);
+  ASSERT_TRUE((*store)->AddUsers({User("alice"), User("bob")}));
+  ASSERT_TRUE((*store)->RemoveUser("sip:alice@example.com"));
+  auto changes = (*store)->ReadChanges(0, 100);
+  ASSERT_TRUE(changes);
+  ASSERT_EQ(changes->size(), 3u);
+  EXPECT_EQ((*changes)[0].key, "sip:alice@example.com");
+  EXPECT_EQ((*changes)[0].op, "upsert");
+  EXPECT_EQ((*changes)[0].module, "user");
+  EXPECT_EQ((*changes)[0].home_pool, "pool1.example.com");
+  EXPECT_EQ((*changes)[1].key, "sip:bob@example.com");
+  EXPECT_EQ((*changes)[2].op, "delete");
+  EXPECT_LT((*changes)[0].seq, (*changes)[1].seq);
+  EXPECT_LT((*changes)[1].seq, (*changes)[2].seq);
+  auto after = (*store)->ReadChanges((*changes)[1].seq, 100);
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].op, "delete");
+
+  auto bob = (*store)->FindUser("bob", "example.com");
+  ASSERT_TRUE(bob && bob->has_value());
+  EXPECT_EQ((*bob)->ha1_sha256_full, "sf");
+  EXPECT_FALSE((*(*store)->FindUser("alice", "example.com")).has_value());
+}
+
+TEST(SqliteStoreTest, FailedWriteLeavesNeitherRowsNorChanges) {
+  auto store = OpenSqliteStore(TempDir() + "/pool.db");
+  ASSERT_TRUE(store);
+  ASSERT_TRUE((*store)->AddUsers({User("bob")}));
+  // carol is new but bob exists: the whole batch is refused, carol included.
+  auto added = (*store)->AddUsers({User("carol"), User("bob")});
+  ASSERT_FALSE(added);
+  EXPECT_EQ(added.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_NE(added.error().message.find("sip:bob@example.com"), std::string::npos);
+  EXPECT_EQ((*store)->ListUsers()->size(), 1u);
+  EXPECT_EQ((*store)->ReadChanges(0, 100)->size(), 1u);
+
+  auto removed = (*store)->RemoveUser("sip:nobody@example.com");
+  ASSERT_FALSE(removed);
+  EXPECT_EQ(removed.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ((*store)->ReadChanges(0, 100)->size(), 1u);
+}
+
 TEST(SqliteStoreTest, UnwritablePathIsAClearError) {
   auto store = OpenSqliteStore("/nonexistent-dir/sub/pool.db");
   ASSERT_FALSE(store);

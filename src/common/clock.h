@@ -1,6 +1,5 @@
 // A wall clock behind a tiny interface, so code that expires things (nonces,
-// throttles) can be tested with fake time and no sleeps. Lives in auth/ for now;
-// generic enough to move to common/ unchanged.
+// throttles, leases) can be tested with fake time and no sleeps.
 //
 // Thread-safety: every Clock here is safe to call from any thread. Ownership:
 // users borrow a `const Clock&` that must outlive them.
@@ -8,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 
 namespace tandem {
 
@@ -55,5 +55,11 @@ class FakeClock final : public Clock {
  private:
   std::atomic<std::chrono::system_clock::rep> now_;
 };
+
+// Unix time in milliseconds, the unit of every timestamp tandem stores.
+inline int64_t NowUnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace tandem
