@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -14,6 +15,7 @@
 #include "cms/cms_document.h"
 #include "common/file_util.h"
 #include "topology/topology.h"
+#include "users/user_service.h"
 
 namespace tandem {
 namespace {
@@ -170,6 +172,102 @@ void AddCmsCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json)
   });
 }
 
+std::string TrimLineEnd(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+// Sends users of one pool in one request: the pool adds all of them or none.
+void SendUsers(const ConnectionOptions& connection, const std::string& pool, const std::vector<UserRecord>& users) {
+  json entries = json::array();
+  for (const UserRecord& user : users) {
+    json entry = UserToJson(user, /*with_secrets=*/true);
+    entry.erase("pool");
+    entry.erase("created_at_ms");
+    entries.push_back(entry);
+  }
+  CallJson(connection, "POST", "/users", json{{"pool", pool}, {"users", entries}}.dump());
+}
+
+void AddUserCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
+  auto* user = app.add_subcommand("user", "provision users (Enable-CsUser, Get-CsUser)")->require_subcommand(1);
+
+  auto* add = user->add_subcommand("add", "provision one user in its home pool");
+  static std::string add_uri, add_pool, add_password_file;
+  add->add_option("URI", add_uri, "address of record, e.g. sip:alice@example.com")->required();
+  add->add_option("--pool", add_pool, "FQDN of the user's home pool")->required();
+  add->add_option("--password-file", add_password_file, "file holding the password (first line)")->required();
+  add->callback([&connection] {
+    std::string password = TrimLineEnd(OrFail(ReadFile(add_password_file)));
+    password = password.substr(0, password.find('\n'));
+    UserRecord record = OrFail(MakeUserRecord(add_uri, add_pool, password));
+    SendUsers(connection, add_pool, {record});
+    std::printf("Added %s to pool %s.\n", record.uri.c_str(), add_pool.c_str());
+  });
+
+  auto* import = user->add_subcommand("import", "provision users from a CSV file: uri,pool,password per line");
+  static std::string import_file;
+  import->add_option("FILE", import_file, "CSV file (a header line 'uri,pool,password' is allowed)")->required();
+  import->callback([&connection] {
+    std::string text = OrFail(ReadFile(import_file));
+    std::map<std::string, std::vector<UserRecord>> by_pool;
+    std::vector<std::string> problems;
+    size_t line_number = 0, count = 0;
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      std::string line = TrimLineEnd(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+      start = end == std::string::npos ? text.size() : end + 1;
+      ++line_number;
+      if (line.empty() || line.starts_with('#') || (line_number == 1 && line.starts_with("uri,"))) continue;
+      size_t first = line.find(','), second = first == std::string::npos ? first : line.find(',', first + 1);
+      if (second == std::string::npos) {
+        problems.push_back(fmt::format("{}:{}: expected uri,pool,password", import_file, line_number));
+        continue;
+      }
+      auto record = MakeUserRecord(line.substr(0, first), line.substr(first + 1, second - first - 1), line.substr(second + 1));
+      if (!record) {
+        problems.push_back(fmt::format("{}:{}: {}", import_file, line_number, record.error().message));
+        continue;
+      }
+      by_pool[record->home_pool].push_back(std::move(*record));
+      ++count;
+    }
+    for (const std::string& problem : problems) std::fprintf(stderr, "%s\n", problem.c_str());
+    if (!problems.empty()) Fail(fmt::format("{} has {} bad lines; nothing was imported", import_file, problems.size()));
+    for (const auto& [pool, users] : by_pool) {
+      SendUsers(connection, pool, users);
+      std::printf("Added %zu users to pool %s.\n", users.size(), pool.c_str());
+    }
+    if (count == 0) std::printf("%s holds no users.\n", import_file.c_str());
+  });
+
+  auto* list = user->add_subcommand("list", "list provisioned users of every pool");
+  list->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "GET", "/users");
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+      return;
+    }
+    std::printf("%-40s %s\n", "USER", "HOME POOL");
+    for (const json& user : answer["users"]) {
+      std::printf("%-40s %s\n", user["uri"].get<std::string>().c_str(), user["pool"].get<std::string>().c_str());
+    }
+    for (const json& pool : answer["unreachable_pools"]) {
+      std::fprintf(stderr, "warning: pool %s did not answer; its users are not listed\n", pool.get<std::string>().c_str());
+    }
+  });
+
+  auto* remove = user->add_subcommand("remove", "remove a provisioned user");
+  static std::string remove_uri;
+  remove->add_option("URI", remove_uri, "address of record")->required();
+  remove->callback([&connection] {
+    json answer = CallJson(connection, "DELETE", "/users?uri=" + UrlEncode(remove_uri));
+    std::printf("Removed %s from pool %s.\n", answer["removed"].get<std::string>().c_str(),
+                answer["pool"].get<std::string>().c_str());
+  });
+}
+
 void AddLauncherCommands(CLI::App& app, ConnectionOptions& connection) {
   auto* up = app.add_subcommand("up", "start every server of a topology on this machine");
   static UpOptions up_options;
@@ -205,6 +303,7 @@ int RunCli(int argc, char** argv) {
 
   AddTopologyCommands(app, connection, as_json);
   AddCmsCommands(app, connection, as_json);
+  AddUserCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
 
   try {

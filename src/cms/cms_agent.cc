@@ -5,17 +5,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "admin/http_client.h"
+#include "admin/peer_client.h"
 
 namespace tandem {
 
 using nlohmann::json;
 
 namespace {
-
-std::string AdminUrl(const ServerSpec& server, std::string_view path) {
-  return HttpBaseUrl(server.address, server.admin_port) + std::string(path);
-}
 
 int HttpStatusFor(const Error& error) {
   switch (error.code) {
@@ -137,7 +133,7 @@ Status CmsAgent::SyncFromMaster(const CmsReplica::Snapshot& snapshot) {
   std::string last_error = "no server in the CMS master pool";
   for (const ServerSpec& server : master->servers) {
     auto response = HttpCall(
-        "GET", AdminUrl(server, fmt::format("/cms/document?have={}", snapshot.document->version)), "",
+        "GET", AdminUrlOf(server, fmt::format("/cms/document?have={}", snapshot.document->version)), "",
         {.token = options_.admin_token, .timeout = options_.peer_timeout});
     if (!response) {
       last_error = response.error().message;
@@ -171,7 +167,7 @@ Result<int64_t> CmsAgent::MasterVersion(const CmsReplica::Snapshot& snapshot) {
   const PoolSpec* master = snapshot.topology->FindPool(snapshot.topology->cms_master_pool);
   if (master == nullptr) return MakeError(ErrorCode::kFailedPrecondition, "the topology names no CMS master pool");
   for (const ServerSpec& server : master->servers) {
-    auto response = HttpCall("GET", AdminUrl(server, "/cms/head"), "",
+    auto response = HttpCall("GET", AdminUrlOf(server, "/cms/head"), "",
                              {.token = options_.admin_token, .timeout = options_.peer_timeout});
     if (!response || response->status != 200) continue;
     auto body = json::parse(response->body, nullptr, false);
@@ -196,7 +192,7 @@ Result<int64_t> CmsAgent::Publish(const std::string& toml, const std::string& fi
   std::string last_error = "it has no servers";
   json body{{"file", file_name}, {"toml", toml}};
   for (const ServerSpec& server : master ? master->servers : std::vector<ServerSpec>{}) {
-    auto response = HttpCall("POST", AdminUrl(server, "/cms/publish"), body.dump(),
+    auto response = HttpCall("POST", AdminUrlOf(server, "/cms/publish"), body.dump(),
                              {.token = options_.admin_token, .timeout = std::chrono::seconds(10)});
     if (!response) {
       last_error = response.error().message;
@@ -240,7 +236,7 @@ void CmsAgent::PushToAllServers(const Topology& topology) {
   for (const PoolSpec& pool : topology.pools) {
     for (const ServerSpec& server : pool.servers) {
       if (server.id == options_.server_id) continue;
-      pushes.push_back(std::async(std::launch::async, [this, url = AdminUrl(server, "/cms/notify")] {
+      pushes.push_back(std::async(std::launch::async, [this, url = AdminUrlOf(server, "/cms/notify")] {
         // Best effort: a server that misses the push picks the version up at its next poll.
         (void)HttpCall("POST", url, "", {.token = options_.admin_token, .timeout = options_.peer_timeout});
       }));
@@ -272,7 +268,7 @@ json CmsAgent::ClusterStatusJson() {
   std::vector<std::pair<const ServerSpec*, std::future<Result<HttpResponse>>>> calls;
   for (const PoolSpec& pool : snapshot.topology->pools) {
     for (const ServerSpec& server : pool.servers) {
-      calls.emplace_back(&server, std::async(std::launch::async, [this, url = AdminUrl(server, "/status")] {
+      calls.emplace_back(&server, std::async(std::launch::async, [this, url = AdminUrlOf(server, "/status")] {
                            return HttpCall("GET", url, "", {.token = options_.admin_token, .timeout = options_.peer_timeout});
                          }));
     }

@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "store/store.h"
 #include "topology/topology.h"
+#include "users/user_service.h"
 
 namespace tandem {
 
@@ -102,8 +103,11 @@ class ServerImpl final : public Server {
                                         *replica_, *store_, metrics_);
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
+    users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
+
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
+    users_->RegisterRoutes(http_);
     auto port = http_.Listen(self->address, self->admin_port);
     if (!port) return std::unexpected(port.error());
     spdlog::info("server {} of pool {}: admin API on {}:{}, CMS version {}", options_.server_id, pool_fqdn_,
@@ -171,6 +175,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<CmsReplica> replica_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<CmsAgent> agent_;
+  std::unique_ptr<UserService> users_;
   std::string pool_fqdn_;
 };
 
