@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/admin_target.h"
+#include "cli/command_util.h"
 #include "cli/launcher.h"
 #include "cms/cms_document.h"
 #include "common/file_util.h"
@@ -21,45 +22,6 @@ namespace tandem {
 namespace {
 
 using nlohmann::json;
-
-// Thrown inside command callbacks only, caught in RunCli: the CLI's way to end a
-// command with one clear sentence and a non-zero exit code.
-struct CommandFailure {
-  std::string message;
-  int exit_code = 1;
-};
-
-[[noreturn]] void Fail(std::string message, int exit_code = 1) { throw CommandFailure{std::move(message), exit_code}; }
-
-template <typename T>
-T OrFail(Result<T> result) {
-  if (!result) Fail(result.error().message);
-  return std::move(*result);
-}
-
-void OrFail(Status status) {
-  if (!status) Fail(status.error().message);
-}
-
-json CallJson(const ConnectionOptions& connection, std::string_view method, std::string_view path,
-              std::string_view body = "") {
-  AdminTarget target = OrFail(ResolveAdminTarget(connection));
-  HttpResponse response = OrFail(CallAdmin(target, method, path, body));
-  if (response.status / 100 != 2) Fail(AdminErrorMessage(response));
-  auto parsed = json::parse(response.body, nullptr, false);
-  if (parsed.is_discarded()) Fail("the server answered with something that is not JSON");
-  return parsed;
-}
-
-std::string FormatTime(int64_t unix_ms) {
-  if (unix_ms == 0) return "never";
-  std::time_t seconds = unix_ms / 1000;
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof(buffer), "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buffer;
-}
 
 // Prints every diagnostic; returns the parse result.
 TopologyParseResult ValidateAndReport(const std::string& file) {
