@@ -497,7 +497,15 @@ void TopologyParser::ParseSections(const toml::table& root) {
 
   if (const toml::table* sip = GetTable(root, "sip", "", root_pos, /*required=*/true)) {
     Pos pos = PosOf(sip->source());
-    CheckKeys(*sip, {"domain"}, "[sip]");
+    CheckKeys(*sip, {"domain", "authenticate"}, "[sip]");
+    if (const toml::node* authenticate = sip->get("authenticate")) {
+      if (auto value = authenticate->value<bool>(); value && authenticate->is_boolean()) {
+        topology_.sip_authenticate = *value;
+      } else {
+        AddError(PosOf(authenticate->source()),
+                 fmt::format("'authenticate' in [sip] must be true or false, not {}", TypeName(authenticate->type())));
+      }
+    }
     if (auto domain = GetString(*sip, "domain", "[sip]", pos, /*required=*/true)) {
       if (IsValidHostName(domain->value)) {
         topology_.sip_domain = domain->value;
@@ -979,6 +987,7 @@ nlohmann::json TopologyToJson(const Topology& topology) {
                      {"servers", std::move(servers)}});
   }
   return {{"sip_domain", topology.sip_domain},
+          {"sip_authenticate", topology.sip_authenticate},
           {"cms_master_pool", topology.cms_master_pool},
           {"backup_sync_interval_seconds", seconds(topology.backup_sync_interval)},
           {"failure_detection_seconds", seconds(topology.failure_detection_interval)},

@@ -52,6 +52,9 @@ struct PoolSpec {
 
 struct Topology {
   std::string sip_domain;  // e.g. "example.com"; the default digest realm
+  // false only for benchmarks and labs: REGISTER is then accepted without digest
+  // authentication (the user must still be provisioned).
+  bool sip_authenticate = true;
   std::vector<SiteSpec> sites;
   std::vector<PoolSpec> pools;
   std::string cms_master_pool;  // FQDN of the pool whose store holds the CMS master

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""bench/register: REGISTER throughput of tandemd against Kamailio, side by side.
+
+Both registrars run pinned to the same one core (taskset), sipp on the other, on
+loopback; UDP and TCP, without and with digest authentication (MD5, qop=auth).
+Prints registrations per second for each and the ratio tandem/Kamailio, then
+tandemd's resident memory per registered user at 100,000 registrations.
+
+  bench/register/run.py [--bin build/release/bin] [--calls 20000] [--users 10000] [--memory-users 100000]
+
+Needs: sipp (sip-tester) and kamailio (scripts/install-deps.sh --bench).
+This is a benchmark, not a test: it prints figures and asserts nothing.
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+PASSWORD = "secret"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class Tandem:
+    name = "tandem"
+
+    def __init__(self, bin_dir, work, users, authenticate):
+        self.bin_dir, self.work = bin_dir, work
+        self.sip_port, admin_port = free_port(), free_port()
+        self.data_dir = os.path.join(work, f"tandem-data-{self.sip_port}")
+        topology = os.path.join(work, f"bench-{self.sip_port}.toml")
+        with open(topology, "w") as f:
+            f.write(f"""[sip]
+domain = "example.com"
+authenticate = {"true" if authenticate else "false"}
+[cms]
+master_pool = "pool1.example.com"
+[[sites]]
+name = "A"
+[[pools]]
+fqdn = "pool1.example.com"
+site = "A"
+edition = "standard"
+backend = {{ type = "sqlite", path = "pool1.db" }}
+[[pools.servers]]
+id = "fe1"
+address = "127.0.0.1"
+sip_port = {self.sip_port}
+admin_port = {admin_port}
+""")
+        log = open(os.path.join(work, f"tandemd-{self.sip_port}.log"), "w")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, os.path.join(bin_dir, "tandemd"), "--topology", topology,
+             "--server", "fe1", "--data-dir", self.data_dir], stdout=log, stderr=log)
+        wait_for_port(admin_port)
+        csv = os.path.join(work, f"import-{users}.csv")
+        if not os.path.exists(csv):
+            with open(csv, "w") as f:
+                f.write("uri,pool,password\n")
+                for i in range(users):
+                    f.write(f"sip:user{i}@example.com,pool1.example.com,{PASSWORD}\n")
+        subprocess.run([os.path.join(bin_dir, "tandem"), "--admin", f"http://127.0.0.1:{admin_port}",
+                        "--token-file", os.path.join(self.data_dir, "admin.token"), "user", "import", csv],
+                       check=True, capture_output=True)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+class Kamailio:
+    name = "kamailio"
+
+    def __init__(self, work, authenticate):
+        self.sip_port = free_port()
+        command = ["taskset", "-c", SERVER_CORE, "kamailio", "-f", os.path.join(HERE, "kamailio.cfg"), "-DD", "-E",
+                   "-l", f"udp:127.0.0.1:{self.sip_port}", "-l", f"tcp:127.0.0.1:{self.sip_port}",
+                   "-Y", os.path.join(work, f"kamailio-run-{self.sip_port}"), "-m", "512"]
+        if authenticate:
+            command += ["-A", "WITH_AUTH"]
+        os.makedirs(os.path.join(work, f"kamailio-run-{self.sip_port}"), exist_ok=True)
+        self.log = open(os.path.join(work, f"kamailio-{self.sip_port}.log"), "w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
+        wait_for_port(self.sip_port)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def run_sipp(work, port, transport, authenticate, calls, users, concurrency=200):
+    csv = os.path.join(work, f"sipp-{users}.csv")
+    if not os.path.exists(csv):
+        with open(csv, "w") as f:
+            f.write("SEQUENTIAL\n")
+            for i in range(users):
+                f.write(f"user{i};{PASSWORD};example.com;\n")
+    scenario = os.path.join(HERE, "register_auth.xml" if authenticate else "register_plain.xml")
+    command = ["taskset", "-c", CLIENT_CORE, "sipp", f"127.0.0.1:{port}", "-sf", scenario, "-inf", csv,
+               "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1", "-p", str(free_port()),
+               "-m", str(calls), "-l", str(concurrency), "-r", "100000", "-rp", "1000", "-nostdin",
+               "-timeout", "120s", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=300)
+    elapsed = time.monotonic() - started
+    failed = 0
+    for line in result.stdout.splitlines():
+        if line.strip().startswith("Failed call"):
+            failed = int(line.split("|")[2].split()[0]) if "|" in line else 0
+    successful = calls - failed if result.returncode in (0, 1) else 0
+    return successful / elapsed, failed, result.returncode
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default=os.path.join(ROOT, "build", "release", "bin"))
+    parser.add_argument("--calls", type=int, default=20000, help="registrations per row")
+    parser.add_argument("--users", type=int, default=10000, help="distinct users registering")
+    parser.add_argument("--memory-users", type=int, default=100000)
+    args = parser.parse_args()
+    for tool in ("sipp", "kamailio", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"bench/register: {tool} is not installed; run scripts/install-deps.sh --bench")
+    work = tempfile.mkdtemp(prefix="tandem-bench-register-")
+    print(f"REGISTER throughput, {args.calls} registrations of {args.users} users per row; "
+          f"servers pinned to core {SERVER_CORE}, sipp to core {CLIENT_CORE}")
+    print(f"{'transport':<10}{'auth':<8}{'tandem reg/s':>14}{'kamailio reg/s':>16}{'ratio':>8}   failures t/k")
+    try:
+        for authenticate in (False, True):
+            for transport in ("udp", "tcp"):
+                rates = {}
+                failures = {}
+                for kind in ("tandem", "kamailio"):
+                    server = (Tandem(args.bin, work, args.users, authenticate) if kind == "tandem"
+                              else Kamailio(work, authenticate))
+                    try:
+                        rates[kind], failures[kind], _ = run_sipp(work, server.sip_port, transport, authenticate,
+                                                                  args.calls, args.users)
+                    finally:
+                        server.stop()
+                ratio = rates["tandem"] / rates["kamailio"] if rates["kamailio"] else float("inf")
+                print(f"{transport:<10}{'digest' if authenticate else 'none':<8}{rates['tandem']:>14.0f}"
+                      f"{rates['kamailio']:>16.0f}{ratio:>8.2f}   {failures['tandem']}/{failures['kamailio']}",
+                      flush=True)
+
+        # Memory per registered user: RSS growth over N distinct registrations.
+        server = Tandem(args.bin, work, args.memory_users, authenticate=False)
+        try:
+            before = rss_kib(server.process.pid)
+            rate, failed, _ = run_sipp(work, server.sip_port, "udp", False, args.memory_users, args.memory_users)
+            after = rss_kib(server.process.pid)
+        finally:
+            server.stop()
+        per_user = (after - before) * 1024 / max(1, args.memory_users - failed)
+        print(f"\ntandemd resident memory: {before} KiB before, {after} KiB after {args.memory_users - failed} "
+              f"registrations: {per_user:.0f} bytes per registered user (target <= 1024)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
