@@ -16,6 +16,7 @@
 #include "admin/http_server.h"
 #include "cms/cms_agent.h"
 #include "cms/cms_replica.h"
+#include "server/sip_service.h"
 #include "common/file_util.h"
 #include "common/metrics.h"
 #include "store/store.h"
@@ -104,6 +105,8 @@ class ServerImpl final : public Server {
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
     users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
+    sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, WatcherAuthorizer());
+    if (auto started = sip_->Start(); !started) return started;
 
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
@@ -139,6 +142,7 @@ class ServerImpl final : public Server {
 
  private:
   void Shutdown() {
+    if (sip_) sip_->Stop();
     if (agent_) agent_->Stop();
   }
 
@@ -151,7 +155,8 @@ class ServerImpl final : public Server {
           {"pool", pool_fqdn_},
           {"pid", ::getpid()},
           {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
-          {"cms", agent_->StatusJson()}};
+          {"cms", agent_->StatusJson()},
+          {"sip", sip_->StatusJson()}};
       return HttpResponse::Json(200, status.dump());
     });
     http_.Route("GET", "/metrics", [this](const HttpRequest&) {
@@ -176,6 +181,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<Store> store_;
   std::unique_ptr<CmsAgent> agent_;
   std::unique_ptr<UserService> users_;
+  std::unique_ptr<SipService> sip_;
   std::string pool_fqdn_;
 };
 

@@ -2,8 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 
+#include <boost/archive/iterators/base64_from_binary.hpp>
+#include <boost/archive/iterators/transform_width.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -304,6 +307,817 @@ Result<std::vector<ChangeRecord>> SqliteStore::ReadChanges(int64_t after_seq, in
   }
   if (rc != SQLITE_DONE) return std::unexpected(SqliteError("reading the change log"));
   return changes;
+}
+
+// ---- User data and conference data ------------------------------------------------
+
+namespace {
+
+using nlohmann::json;
+
+// Binds large blobs without copying them; the bytes must outlive the step.
+struct Blob {
+  std::string_view bytes;
+};
+
+void Bind(sqlite3_stmt* stmt, int index, std::string_view value) {
+  sqlite3_bind_text(stmt, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+}
+void Bind(sqlite3_stmt* stmt, int index, int64_t value) { sqlite3_bind_int64(stmt, index, value); }
+void Bind(sqlite3_stmt* stmt, int index, const Blob& blob) {
+  // A null pointer would bind SQL NULL; an empty file is an empty blob.
+  sqlite3_bind_blob64(stmt, index, blob.bytes.empty() ? "" : blob.bytes.data(), blob.bytes.size(), SQLITE_STATIC);
+}
+
+template <typename... Args>
+void BindAll(sqlite3_stmt* stmt, const Args&... args) {
+  int index = 0;
+  (Bind(stmt, ++index, args), ...);
+}
+
+// Prepares, binds and steps one statement that returns no rows; the SQLite result
+// code (SQLITE_DONE on success). sqlite3_errmsg() still describes a failure after.
+template <typename... Args>
+int ExecuteOnce(sqlite3* db, const char* sql, const Args&... args) {
+  Statement stmt(db, sql);
+  if (!stmt.ok()) return SQLITE_ERROR;
+  BindAll(stmt.get(), args...);
+  return sqlite3_step(stmt.get());
+}
+
+// JSON text that never throws: the store refuses non-UTF-8 input before this.
+std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Result<std::vector<std::string>> ParseStringList(const std::string& text, std::string_view what) {
+  json parsed = json::parse(text, nullptr, false);
+  std::vector<std::string> list;
+  if (!parsed.is_array()) {
+    return MakeError(ErrorCode::kCorruption, fmt::format("stored {} is not a JSON array", what));
+  }
+  for (const json& item : parsed) {
+    if (!item.is_string()) return MakeError(ErrorCode::kCorruption, fmt::format("stored {} holds a non-string", what));
+    list.push_back(item.get<std::string>());
+  }
+  return list;
+}
+
+Status CheckText(std::string_view field, std::string_view value) {
+  if (!IsValidUtf8(value)) return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is not valid UTF-8", field));
+  return OkStatus();
+}
+
+Status CheckTexts(std::string_view field, const std::vector<std::string>& values) {
+  for (const std::string& value : values) {
+    if (auto s = CheckText(field, value); !s) return s;
+  }
+  return OkStatus();
+}
+
+// The list without repeated entries, first occurrence kept.
+std::vector<std::string> WithoutDuplicates(const std::vector<std::string>& list) {
+  std::vector<std::string> out;
+  for (const std::string& item : list) {
+    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
+  }
+  return out;
+}
+
+bool IsLowerHex(std::string_view text, size_t length) {
+  return text.size() == length && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+bool IsPin(std::string_view pin) {
+  return pin.size() >= 4 && pin.size() <= 12 &&
+         std::all_of(pin.begin(), pin.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string Base64(std::string_view bytes) {
+  using boost::archive::iterators::base64_from_binary;
+  using boost::archive::iterators::transform_width;
+  using Encoder = base64_from_binary<transform_width<const char*, 6, 8>>;
+  std::string out(Encoder(bytes.data()), Encoder(bytes.data() + bytes.size()));
+  out.append((3 - bytes.size() % 3) % 3, '=');
+  return out;
+}
+
+Status CheckMeeting(const MeetingRecord& meeting) {
+  auto invalid = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
+  if (!IsLowerHex(meeting.id, 16)) return invalid(fmt::format("meeting id '{}' is not 16 lower-case hex digits", meeting.id));
+  if (!IsPin(meeting.pin)) return invalid("the dial-in PIN must be 4 to 12 digits");
+  if (meeting.end_ms <= meeting.start_ms) return invalid("a meeting must end after it starts");
+  if (auto s = CheckText("the subject", meeting.subject); !s) return s;
+  if (auto s = CheckText("the organizer", meeting.organizer); !s) return s;
+  return CheckTexts("an attendee", meeting.attendees);
+}
+
+constexpr const char* kMeetingColumns =
+    "id, organizer, home_pool, subject, start_ms, end_ms, attendees, pin, lobby, state, created_ms, updated_ms";
+
+Result<MeetingRecord> ReadMeetingRow(sqlite3_stmt* stmt) {
+  MeetingRecord meeting;
+  meeting.id = ColumnText(stmt, 0);
+  meeting.organizer = ColumnText(stmt, 1);
+  meeting.home_pool = ColumnText(stmt, 2);
+  meeting.subject = ColumnText(stmt, 3);
+  meeting.start_ms = sqlite3_column_int64(stmt, 4);
+  meeting.end_ms = sqlite3_column_int64(stmt, 5);
+  auto attendees = ParseStringList(ColumnText(stmt, 6), "attendee list of meeting " + meeting.id);
+  if (!attendees) return std::unexpected(attendees.error());
+  meeting.attendees = std::move(*attendees);
+  meeting.pin = ColumnText(stmt, 7);
+  auto lobby = ParseLobbyPolicy(ColumnText(stmt, 8));
+  auto state = ParseMeetingState(ColumnText(stmt, 9));
+  if (!lobby || !state) {
+    return MakeError(ErrorCode::kCorruption, fmt::format("meeting {} has an unknown lobby policy or state", meeting.id));
+  }
+  meeting.lobby = *lobby;
+  meeting.state = *state;
+  meeting.created_ms = sqlite3_column_int64(stmt, 10);
+  meeting.updated_ms = sqlite3_column_int64(stmt, 11);
+  return meeting;
+}
+
+constexpr const char* kContentInfoColumns = "meeting_id, name, size, sha256, home_pool, uploaded_ms";
+
+ContentInfo ReadContentInfoRow(sqlite3_stmt* stmt) {
+  return ContentInfo{ColumnText(stmt, 0), ColumnText(stmt, 1), sqlite3_column_int64(stmt, 2),
+                     ColumnText(stmt, 3), ColumnText(stmt, 4), sqlite3_column_int64(stmt, 5)};
+}
+
+}  // namespace
+
+std::string_view PrivacyPolicyName(PrivacyPolicy policy) {
+  switch (policy) {
+    case PrivacyPolicy::kAllowContacts: return "allow-contacts";
+    case PrivacyPolicy::kAllowAll: return "allow-all";
+    case PrivacyPolicy::kAllowListed: return "allow-listed";
+  }
+  return "allow-contacts";
+}
+
+std::optional<PrivacyPolicy> ParsePrivacyPolicy(std::string_view name) {
+  for (PrivacyPolicy policy : {PrivacyPolicy::kAllowContacts, PrivacyPolicy::kAllowAll, PrivacyPolicy::kAllowListed}) {
+    if (PrivacyPolicyName(policy) == name) return policy;
+  }
+  return std::nullopt;
+}
+
+std::string_view LobbyPolicyName(LobbyPolicy policy) {
+  switch (policy) {
+    case LobbyPolicy::kOpen: return "open";
+    case LobbyPolicy::kOrganizerAdmits: return "organizer-admits";
+    case LobbyPolicy::kAttendeesOnly: return "attendees-only";
+  }
+  return "attendees-only";
+}
+
+std::optional<LobbyPolicy> ParseLobbyPolicy(std::string_view name) {
+  for (LobbyPolicy policy : {LobbyPolicy::kOpen, LobbyPolicy::kOrganizerAdmits, LobbyPolicy::kAttendeesOnly}) {
+    if (LobbyPolicyName(policy) == name) return policy;
+  }
+  return std::nullopt;
+}
+
+std::string_view MeetingStateName(MeetingState state) {
+  return state == MeetingState::kCancelled ? "cancelled" : "scheduled";
+}
+
+std::optional<MeetingState> ParseMeetingState(std::string_view name) {
+  if (name == "scheduled") return MeetingState::kScheduled;
+  if (name == "cancelled") return MeetingState::kCancelled;
+  return std::nullopt;
+}
+
+bool PresencePolicy::Allows(std::string_view watcher) const {
+  if (watcher == owner) return true;
+  std::string_view domain;
+  if (auto at = watcher.rfind('@'); at != std::string_view::npos) domain = watcher.substr(at + 1);
+  auto listed = [&](const std::vector<std::string>& list) {
+    return std::any_of(list.begin(), list.end(),
+                       [&](const std::string& entry) { return entry == watcher || (!domain.empty() && entry == domain); });
+  };
+  if (listed(privacy.block)) return false;
+  switch (privacy.policy) {
+    case PrivacyPolicy::kAllowAll: return true;
+    case PrivacyPolicy::kAllowListed: return listed(privacy.allow);
+    case PrivacyPolicy::kAllowContacts:
+      return listed(privacy.allow) || std::binary_search(contacts.begin(), contacts.end(), watcher);
+  }
+  return false;
+}
+
+std::string ContactChangeKey(std::string_view owner, std::string_view contact) {
+  return fmt::format("{}#contact:{}", owner, contact);
+}
+std::string ContactGroupChangeKey(std::string_view owner, std::string_view name) {
+  return fmt::format("{}#group:{}", owner, name);
+}
+std::string PresenceNoteChangeKey(std::string_view owner) { return fmt::format("{}#note", owner); }
+std::string PrivacyChangeKey(std::string_view owner) { return fmt::format("{}#privacy", owner); }
+std::string MeetingChangeKey(std::string_view id) { return fmt::format("meeting:{}", id); }
+std::string ContentChangeKey(std::string_view meeting_id, std::string_view name) {
+  return fmt::format("content:{}/{}", meeting_id, name);
+}
+
+std::string ContactPayloadJson(const ContactRecord& contact) {
+  return Dump(json{{"owner", contact.owner},
+                   {"contact", contact.contact},
+                   {"display_name", contact.display_name},
+                   {"groups", contact.groups},
+                   {"home_pool", contact.home_pool},
+                   {"updated_at_ms", contact.updated_at_ms}});
+}
+
+std::string ContactGroupPayloadJson(const ContactGroupRecord& group) {
+  return Dump(json{{"owner", group.owner},
+                   {"name", group.name},
+                   {"home_pool", group.home_pool},
+                   {"created_at_ms", group.created_at_ms}});
+}
+
+std::string PresenceNotePayloadJson(const PresenceNoteRecord& note) {
+  return Dump(json{{"owner", note.owner},
+                   {"note", note.note},
+                   {"home_pool", note.home_pool},
+                   {"updated_at_ms", note.updated_at_ms}});
+}
+
+std::string PrivacyPayloadJson(const PrivacySettings& privacy) {
+  return Dump(json{{"owner", privacy.owner},
+                   {"policy", PrivacyPolicyName(privacy.policy)},
+                   {"allow", privacy.allow},
+                   {"block", privacy.block},
+                   {"home_pool", privacy.home_pool},
+                   {"updated_at_ms", privacy.updated_at_ms}});
+}
+
+std::string MeetingPayloadJson(const MeetingRecord& meeting) {
+  return Dump(json{{"id", meeting.id},
+                   {"organizer", meeting.organizer},
+                   {"home_pool", meeting.home_pool},
+                   {"subject", meeting.subject},
+                   {"start_ms", meeting.start_ms},
+                   {"end_ms", meeting.end_ms},
+                   {"attendees", meeting.attendees},
+                   {"pin", meeting.pin},
+                   {"lobby", LobbyPolicyName(meeting.lobby)},
+                   {"state", MeetingStateName(meeting.state)},
+                   {"created_ms", meeting.created_ms},
+                   {"updated_ms", meeting.updated_ms}});
+}
+
+std::string ContentInfoJson(const ContentInfo& info) {
+  return Dump(json{{"meeting_id", info.meeting_id},
+                   {"name", info.name},
+                   {"size", info.size},
+                   {"sha256", info.sha256},
+                   {"home_pool", info.home_pool},
+                   {"uploaded_ms", info.uploaded_ms}});
+}
+
+std::string ContentPayloadJson(const ContentInfo& info, std::string_view bytes) {
+  return Dump(json{{"meeting_id", info.meeting_id},
+                   {"name", info.name},
+                   {"size", info.size},
+                   {"sha256", info.sha256},
+                   {"home_pool", info.home_pool},
+                   {"uploaded_ms", info.uploaded_ms},
+                   {"content_base64", Base64(bytes)}});
+}
+
+// Hand-written: none of the libraries tandem uses offers a non-throwing check.
+bool IsValidUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    unsigned char lead = byte(i);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length;
+    uint32_t code_point;
+    uint32_t minimum;
+    if ((lead & 0xe0) == 0xc0) {
+      length = 2, code_point = lead & 0x1f, minimum = 0x80;
+    } else if ((lead & 0xf0) == 0xe0) {
+      length = 3, code_point = lead & 0x0f, minimum = 0x800;
+    } else if ((lead & 0xf8) == 0xf0) {
+      length = 4, code_point = lead & 0x07, minimum = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      if ((byte(i + k) & 0xc0) != 0x80) return false;
+      code_point = (code_point << 6) | (byte(i + k) & 0x3f);
+    }
+    if (code_point < minimum || code_point > 0x10ffff || (code_point >= 0xd800 && code_point <= 0xdfff)) return false;
+    i += length;
+  }
+  return true;
+}
+
+bool IsValidContentName(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name == "." || name == ".." || !IsValidUtf8(name)) return false;
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f || c == '/' || c == '\\';
+  });
+}
+
+Status SqliteStore::InReadTransaction(const std::function<Status()>& body) {
+  std::lock_guard lock(mu_);
+  if (auto s = Exec("BEGIN"); !s) return s;
+  Status result = body();
+  if (!result) {
+    Exec("ROLLBACK");
+    return result;
+  }
+  return Exec("COMMIT");
+}
+
+Result<std::string> SqliteStore::UserHomePoolLocked(const std::string& uri) {
+  Statement find(db_, "SELECT home_pool FROM users WHERE uri = ?");
+  if (!find.ok()) return std::unexpected(SqliteError("finding a user"));
+  BindAll(find.get(), uri);
+  int rc = sqlite3_step(find.get());
+  if (rc == SQLITE_DONE) return MakeError(ErrorCode::kNotFound, fmt::format("user {} is not provisioned", uri));
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("finding a user"));
+  return ColumnText(find.get(), 0);
+}
+
+Status SqliteStore::UpsertContact(const ContactRecord& contact) {
+  if (contact.contact.empty()) return MakeError(ErrorCode::kInvalidArgument, "the contact URI is empty");
+  if (contact.contact == contact.owner) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot be a contact of itself", contact.owner));
+  }
+  if (auto s = CheckText("the contact URI", contact.contact); !s) return s;
+  if (auto s = CheckText("the display name", contact.display_name); !s) return s;
+  if (auto s = CheckTexts("a group name", contact.groups); !s) return s;
+  return InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(contact.owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    ContactRecord row = contact;
+    row.groups = WithoutDuplicates(contact.groups);
+    row.home_pool = *home_pool;
+    row.updated_at_ms = NowUnixMillis();
+    for (const std::string& group : row.groups) {
+      Statement find(db_, "SELECT 1 FROM contact_groups WHERE owner = ? AND name = ?");
+      if (!find.ok()) return std::unexpected(SqliteError("reading contact groups"));
+      BindAll(find.get(), row.owner, group);
+      int rc = sqlite3_step(find.get());
+      if (rc == SQLITE_DONE) {
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         fmt::format("{} has no contact group '{}'; add the group first", row.owner, group));
+      }
+      if (rc != SQLITE_ROW) return std::unexpected(SqliteError("reading contact groups"));
+    }
+    if (ExecuteOnce(db_,
+                    "INSERT OR REPLACE INTO contacts(owner, contact, display_name, groups, home_pool, updated_at_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    row.owner, row.contact, row.display_name, Dump(json(row.groups)), row.home_pool,
+                    row.updated_at_ms) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("writing a contact"));
+    }
+    return AppendChangeLocked({0, row.updated_at_ms, "user", row.home_pool, ContactChangeKey(row.owner, row.contact),
+                               "upsert", ContactPayloadJson(row)});
+  });
+}
+
+Status SqliteStore::RemoveContact(const std::string& owner, const std::string& contact) {
+  return InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    if (ExecuteOnce(db_, "DELETE FROM contacts WHERE owner = ? AND contact = ?", owner, contact) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("removing a contact"));
+    }
+    if (sqlite3_changes(db_) == 0) {
+      return MakeError(ErrorCode::kNotFound, fmt::format("{} has no contact {}", owner, contact));
+    }
+    return AppendChangeLocked({0, NowUnixMillis(), "user", *home_pool, ContactChangeKey(owner, contact), "delete", ""});
+  });
+}
+
+Result<std::vector<ContactRecord>> SqliteStore::ListContactsLocked(const std::string& owner) {
+  Statement stmt(db_,
+                 "SELECT owner, contact, display_name, groups, home_pool, updated_at_ms FROM contacts WHERE owner = ? "
+                 "ORDER BY contact");
+  if (!stmt.ok()) return std::unexpected(SqliteError("listing contacts"));
+  BindAll(stmt.get(), owner);
+  std::vector<ContactRecord> contacts;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    ContactRecord contact{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1), ColumnText(stmt.get(), 2), {},
+                          ColumnText(stmt.get(), 4), sqlite3_column_int64(stmt.get(), 5)};
+    auto groups = ParseStringList(ColumnText(stmt.get(), 3), "group list of contact " + contact.contact);
+    if (!groups) return std::unexpected(groups.error());
+    contact.groups = std::move(*groups);
+    contacts.push_back(std::move(contact));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing contacts"));
+  return contacts;
+}
+
+Result<std::vector<ContactRecord>> SqliteStore::ListContacts(const std::string& owner) {
+  std::vector<ContactRecord> contacts;
+  auto read = InReadTransaction([&]() -> Status {
+    if (auto home_pool = UserHomePoolLocked(owner); !home_pool) return std::unexpected(home_pool.error());
+    auto listed = ListContactsLocked(owner);
+    if (!listed) return std::unexpected(listed.error());
+    contacts = std::move(*listed);
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return contacts;
+}
+
+Status SqliteStore::AddContactGroup(const std::string& owner, const std::string& name) {
+  if (name.empty()) return MakeError(ErrorCode::kInvalidArgument, "the group name is empty");
+  if (auto s = CheckText("the group name", name); !s) return s;
+  return InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    ContactGroupRecord group{owner, name, *home_pool, NowUnixMillis()};
+    int rc = ExecuteOnce(db_, "INSERT INTO contact_groups(owner, name, home_pool, created_at_ms) VALUES (?, ?, ?, ?)",
+                         group.owner, group.name, group.home_pool, group.created_at_ms);
+    if (rc == SQLITE_CONSTRAINT) {
+      return MakeError(ErrorCode::kAlreadyExists, fmt::format("{} already has a contact group '{}'", owner, name));
+    }
+    if (rc != SQLITE_DONE) return std::unexpected(SqliteError("adding a contact group"));
+    return AppendChangeLocked({0, group.created_at_ms, "user", group.home_pool, ContactGroupChangeKey(owner, name),
+                               "upsert", ContactGroupPayloadJson(group)});
+  });
+}
+
+Status SqliteStore::RemoveContactGroup(const std::string& owner, const std::string& name) {
+  return InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    {
+      Statement members(db_,
+                        "SELECT COUNT(*) FROM contacts, json_each(contacts.groups) "
+                        "WHERE contacts.owner = ? AND json_each.value = ?");
+      if (!members.ok()) return std::unexpected(SqliteError("reading contact groups"));
+      BindAll(members.get(), owner, name);
+      if (sqlite3_step(members.get()) != SQLITE_ROW) return std::unexpected(SqliteError("reading contact groups"));
+      int64_t count = sqlite3_column_int64(members.get(), 0);
+      if (count > 0) {
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         fmt::format("contact group '{}' of {} still holds {} contact{}; take them out of it first",
+                                     name, owner, count, count == 1 ? "" : "s"));
+      }
+    }
+    if (ExecuteOnce(db_, "DELETE FROM contact_groups WHERE owner = ? AND name = ?", owner, name) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("removing a contact group"));
+    }
+    if (sqlite3_changes(db_) == 0) {
+      return MakeError(ErrorCode::kNotFound, fmt::format("{} has no contact group '{}'", owner, name));
+    }
+    return AppendChangeLocked(
+        {0, NowUnixMillis(), "user", *home_pool, ContactGroupChangeKey(owner, name), "delete", ""});
+  });
+}
+
+Result<std::vector<ContactGroupRecord>> SqliteStore::ListContactGroups(const std::string& owner) {
+  std::vector<ContactGroupRecord> groups;
+  auto read = InReadTransaction([&]() -> Status {
+    if (auto home_pool = UserHomePoolLocked(owner); !home_pool) return std::unexpected(home_pool.error());
+    Statement stmt(db_, "SELECT owner, name, home_pool, created_at_ms FROM contact_groups WHERE owner = ? ORDER BY name");
+    if (!stmt.ok()) return std::unexpected(SqliteError("listing contact groups"));
+    BindAll(stmt.get(), owner);
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      groups.push_back(ContactGroupRecord{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1),
+                                          ColumnText(stmt.get(), 2), sqlite3_column_int64(stmt.get(), 3)});
+    }
+    if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing contact groups"));
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return groups;
+}
+
+Status SqliteStore::SetPresenceNote(const std::string& owner, const std::string& note) {
+  if (auto s = CheckText("the presence note", note); !s) return s;
+  return InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    PresenceNoteRecord row{owner, note, *home_pool, NowUnixMillis()};
+    if (ExecuteOnce(db_,
+                    "INSERT OR REPLACE INTO presence_notes(owner, note, home_pool, updated_at_ms) VALUES (?, ?, ?, ?)",
+                    row.owner, row.note, row.home_pool, row.updated_at_ms) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("writing a presence note"));
+    }
+    return AppendChangeLocked({0, row.updated_at_ms, "user", row.home_pool, PresenceNoteChangeKey(owner), "upsert",
+                               PresenceNotePayloadJson(row)});
+  });
+}
+
+Result<PresenceNoteRecord> SqliteStore::GetPresenceNote(const std::string& owner) {
+  PresenceNoteRecord note{owner, "", "", 0};
+  auto read = InReadTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    note.home_pool = *home_pool;
+    Statement stmt(db_, "SELECT note, home_pool, updated_at_ms FROM presence_notes WHERE owner = ?");
+    if (!stmt.ok()) return std::unexpected(SqliteError("reading a presence note"));
+    BindAll(stmt.get(), owner);
+    int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) {
+      note.note = ColumnText(stmt.get(), 0);
+      note.home_pool = ColumnText(stmt.get(), 1);
+      note.updated_at_ms = sqlite3_column_int64(stmt.get(), 2);
+    } else if (rc != SQLITE_DONE) {
+      return std::unexpected(SqliteError("reading a presence note"));
+    }
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return note;
+}
+
+Result<PrivacySettings> SqliteStore::GetPrivacyLocked(const std::string& owner) {
+  PrivacySettings privacy;
+  privacy.owner = owner;
+  Statement stmt(db_, "SELECT policy, allow_list, block_list, home_pool, updated_at_ms FROM privacy_settings WHERE owner = ?");
+  if (!stmt.ok()) return std::unexpected(SqliteError("reading privacy settings"));
+  BindAll(stmt.get(), owner);
+  int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) return privacy;
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("reading privacy settings"));
+  auto policy = ParsePrivacyPolicy(ColumnText(stmt.get(), 0));
+  if (!policy) return MakeError(ErrorCode::kCorruption, fmt::format("privacy policy of {} is unknown", owner));
+  auto allow = ParseStringList(ColumnText(stmt.get(), 1), "allow list of " + owner);
+  if (!allow) return std::unexpected(allow.error());
+  auto block = ParseStringList(ColumnText(stmt.get(), 2), "block list of " + owner);
+  if (!block) return std::unexpected(block.error());
+  privacy.policy = *policy;
+  privacy.allow = std::move(*allow);
+  privacy.block = std::move(*block);
+  privacy.home_pool = ColumnText(stmt.get(), 3);
+  privacy.updated_at_ms = sqlite3_column_int64(stmt.get(), 4);
+  return privacy;
+}
+
+Result<PrivacySettings> SqliteStore::UpdatePrivacy(const std::string& owner, const PrivacyUpdate& update) {
+  if (update.allow) {
+    if (auto s = CheckTexts("an allow-list entry", *update.allow); !s) return std::unexpected(s.error());
+  }
+  if (update.block) {
+    if (auto s = CheckTexts("a block-list entry", *update.block); !s) return std::unexpected(s.error());
+  }
+  PrivacySettings privacy;
+  auto written = InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    auto current = GetPrivacyLocked(owner);
+    if (!current) return std::unexpected(current.error());
+    privacy = std::move(*current);
+    if (update.policy) privacy.policy = *update.policy;
+    if (update.allow) privacy.allow = WithoutDuplicates(*update.allow);
+    if (update.block) privacy.block = WithoutDuplicates(*update.block);
+    privacy.home_pool = *home_pool;
+    privacy.updated_at_ms = NowUnixMillis();
+    if (ExecuteOnce(db_,
+                    "INSERT OR REPLACE INTO privacy_settings(owner, policy, allow_list, block_list, home_pool, "
+                    "updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    owner, PrivacyPolicyName(privacy.policy), Dump(json(privacy.allow)), Dump(json(privacy.block)),
+                    privacy.home_pool, privacy.updated_at_ms) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("writing privacy settings"));
+    }
+    return AppendChangeLocked({0, privacy.updated_at_ms, "user", privacy.home_pool, PrivacyChangeKey(owner), "upsert",
+                               PrivacyPayloadJson(privacy)});
+  });
+  if (!written) return std::unexpected(written.error());
+  return privacy;
+}
+
+Result<PrivacySettings> SqliteStore::GetPrivacy(const std::string& owner) {
+  PrivacySettings privacy;
+  auto read = InReadTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    auto current = GetPrivacyLocked(owner);
+    if (!current) return std::unexpected(current.error());
+    privacy = std::move(*current);
+    if (privacy.home_pool.empty()) privacy.home_pool = *home_pool;
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return privacy;
+}
+
+Result<PresencePolicy> SqliteStore::GetPresencePolicy(const std::string& owner) {
+  PresencePolicy policy;
+  policy.owner = owner;
+  auto read = InReadTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(owner);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    auto privacy = GetPrivacyLocked(owner);
+    if (!privacy) return std::unexpected(privacy.error());
+    policy.privacy = std::move(*privacy);
+    if (policy.privacy.home_pool.empty()) policy.privacy.home_pool = *home_pool;
+    Statement stmt(db_, "SELECT contact FROM contacts WHERE owner = ? ORDER BY contact");
+    if (!stmt.ok()) return std::unexpected(SqliteError("reading contacts"));
+    BindAll(stmt.get(), owner);
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) policy.contacts.push_back(ColumnText(stmt.get(), 0));
+    if (rc != SQLITE_DONE) return std::unexpected(SqliteError("reading contacts"));
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return policy;
+}
+
+Result<std::optional<MeetingRecord>> SqliteStore::GetMeetingLocked(const std::string& id) {
+  Statement stmt(db_, fmt::format("SELECT {} FROM meetings WHERE id = ?", kMeetingColumns).c_str());
+  if (!stmt.ok()) return std::unexpected(SqliteError("reading a meeting"));
+  BindAll(stmt.get(), id);
+  int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) return std::optional<MeetingRecord>();
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("reading a meeting"));
+  auto meeting = ReadMeetingRow(stmt.get());
+  if (!meeting) return std::unexpected(meeting.error());
+  return std::optional<MeetingRecord>(std::move(*meeting));
+}
+
+Status SqliteStore::WriteMeetingLocked(const MeetingRecord& meeting, bool insert) {
+  std::string sql = fmt::format("{} INTO meetings({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                insert ? "INSERT" : "INSERT OR REPLACE", kMeetingColumns);
+  if (ExecuteOnce(db_, sql.c_str(), meeting.id, meeting.organizer, meeting.home_pool, meeting.subject,
+                  meeting.start_ms, meeting.end_ms, Dump(json(meeting.attendees)), meeting.pin,
+                  LobbyPolicyName(meeting.lobby), MeetingStateName(meeting.state), meeting.created_ms,
+                  meeting.updated_ms) != SQLITE_DONE) {
+    return std::unexpected(SqliteError("writing a meeting"));
+  }
+  return AppendChangeLocked({0, meeting.updated_ms, "conference", meeting.home_pool, MeetingChangeKey(meeting.id),
+                             "upsert", MeetingPayloadJson(meeting)});
+}
+
+Result<MeetingRecord> SqliteStore::CreateMeeting(const MeetingRecord& meeting) {
+  if (auto s = CheckMeeting(meeting); !s) return std::unexpected(s.error());
+  MeetingRecord row = meeting;
+  auto written = InWriteTransaction([&]() -> Status {
+    auto home_pool = UserHomePoolLocked(meeting.organizer);
+    if (!home_pool) return std::unexpected(home_pool.error());
+    auto existing = GetMeetingLocked(meeting.id);
+    if (!existing) return std::unexpected(existing.error());
+    if (existing->has_value()) {
+      return MakeError(ErrorCode::kAlreadyExists, fmt::format("meeting id {} is already taken", meeting.id));
+    }
+    row.attendees = WithoutDuplicates(meeting.attendees);
+    row.home_pool = *home_pool;
+    row.state = MeetingState::kScheduled;
+    row.created_ms = row.updated_ms = NowUnixMillis();
+    return WriteMeetingLocked(row, /*insert=*/true);
+  });
+  if (!written) return std::unexpected(written.error());
+  return row;
+}
+
+Result<MeetingRecord> SqliteStore::UpdateMeeting(const std::string& id, const MeetingUpdate& update) {
+  MeetingRecord row;
+  auto written = InWriteTransaction([&]() -> Status {
+    auto existing = GetMeetingLocked(id);
+    if (!existing) return std::unexpected(existing.error());
+    if (!existing->has_value()) return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", id));
+    row = std::move(**existing);
+    if (row.state == MeetingState::kCancelled) {
+      return MakeError(ErrorCode::kFailedPrecondition, fmt::format("meeting {} is cancelled and cannot change", id));
+    }
+    if (update.subject) row.subject = *update.subject;
+    if (update.start_ms) row.start_ms = *update.start_ms;
+    if (update.end_ms) row.end_ms = *update.end_ms;
+    if (update.attendees) row.attendees = WithoutDuplicates(*update.attendees);
+    if (update.pin) row.pin = *update.pin;
+    if (update.lobby) row.lobby = *update.lobby;
+    if (auto s = CheckMeeting(row); !s) return s;
+    row.updated_ms = std::max(NowUnixMillis(), row.updated_ms);
+    return WriteMeetingLocked(row, /*insert=*/false);
+  });
+  if (!written) return std::unexpected(written.error());
+  return row;
+}
+
+Result<MeetingRecord> SqliteStore::CancelMeeting(const std::string& id) {
+  MeetingRecord row;
+  auto written = InWriteTransaction([&]() -> Status {
+    auto existing = GetMeetingLocked(id);
+    if (!existing) return std::unexpected(existing.error());
+    if (!existing->has_value()) return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", id));
+    row = std::move(**existing);
+    if (row.state == MeetingState::kCancelled) {
+      return MakeError(ErrorCode::kFailedPrecondition, fmt::format("meeting {} is already cancelled", id));
+    }
+    row.state = MeetingState::kCancelled;
+    row.updated_ms = std::max(NowUnixMillis(), row.updated_ms);
+    return WriteMeetingLocked(row, /*insert=*/false);
+  });
+  if (!written) return std::unexpected(written.error());
+  return row;
+}
+
+Result<std::optional<MeetingRecord>> SqliteStore::GetMeeting(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return GetMeetingLocked(id);
+}
+
+Result<std::vector<MeetingRecord>> SqliteStore::ListMeetings(const MeetingFilter& filter) {
+  std::lock_guard lock(mu_);
+  std::string sql = fmt::format("SELECT {} FROM meetings WHERE 1", kMeetingColumns);
+  if (filter.organizer) sql += " AND organizer = ?";
+  if (filter.home_pool) sql += " AND home_pool = ?";
+  sql += " ORDER BY start_ms, id";
+  Statement stmt(db_, sql.c_str());
+  if (!stmt.ok()) return std::unexpected(SqliteError("listing meetings"));
+  int index = 0;
+  if (filter.organizer) Bind(stmt.get(), ++index, *filter.organizer);
+  if (filter.home_pool) Bind(stmt.get(), ++index, *filter.home_pool);
+  std::vector<MeetingRecord> meetings;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    auto meeting = ReadMeetingRow(stmt.get());
+    if (!meeting) return std::unexpected(meeting.error());
+    meetings.push_back(std::move(*meeting));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing meetings"));
+  return meetings;
+}
+
+Result<ContentInfo> SqliteStore::PutContent(const ContentInfo& info, std::string_view bytes) {
+  if (!IsValidContentName(info.name)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "a content name must be 1 to 255 bytes of UTF-8 without '/', '\\' or control characters");
+  }
+  if (!IsLowerHex(info.sha256, 64)) {
+    return MakeError(ErrorCode::kInvalidArgument, "the content SHA-256 must be 64 lower-case hex digits");
+  }
+  ContentInfo stored = info;
+  auto written = InWriteTransaction([&]() -> Status {
+    auto meeting = GetMeetingLocked(info.meeting_id);
+    if (!meeting) return std::unexpected(meeting.error());
+    if (!meeting->has_value()) {
+      return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", info.meeting_id));
+    }
+    if ((*meeting)->state == MeetingState::kCancelled) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       fmt::format("meeting {} is cancelled; content cannot be added", info.meeting_id));
+    }
+    stored.size = static_cast<int64_t>(bytes.size());
+    stored.home_pool = (*meeting)->home_pool;
+    stored.uploaded_ms = NowUnixMillis();
+    if (ExecuteOnce(db_,
+                    "INSERT OR REPLACE INTO meeting_content(meeting_id, name, size, sha256, home_pool, uploaded_ms, "
+                    "content) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    stored.meeting_id, stored.name, stored.size, stored.sha256, stored.home_pool,
+                    stored.uploaded_ms, Blob{bytes}) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("writing meeting content"));
+    }
+    return AppendChangeLocked({0, stored.uploaded_ms, "conference", stored.home_pool,
+                               ContentChangeKey(stored.meeting_id, stored.name), "upsert",
+                               ContentPayloadJson(stored, bytes)});
+  });
+  if (!written) return std::unexpected(written.error());
+  return stored;
+}
+
+Result<std::optional<ContentRecord>> SqliteStore::GetContent(const std::string& meeting_id, const std::string& name) {
+  std::lock_guard lock(mu_);
+  Statement stmt(db_, fmt::format("SELECT {}, content FROM meeting_content WHERE meeting_id = ? AND name = ?",
+                                  kContentInfoColumns)
+                          .c_str());
+  if (!stmt.ok()) return std::unexpected(SqliteError("reading meeting content"));
+  BindAll(stmt.get(), meeting_id, name);
+  int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) return std::optional<ContentRecord>();
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("reading meeting content"));
+  ContentRecord content{ReadContentInfoRow(stmt.get()), {}};
+  const auto* bytes = static_cast<const char*>(sqlite3_column_blob(stmt.get(), 6));
+  content.bytes.assign(bytes ? bytes : "", static_cast<size_t>(sqlite3_column_bytes(stmt.get(), 6)));
+  return std::optional<ContentRecord>(std::move(content));
+}
+
+Result<std::vector<ContentInfo>> SqliteStore::ListContent(const std::string& meeting_id) {
+  std::vector<ContentInfo> files;
+  auto read = InReadTransaction([&]() -> Status {
+    auto meeting = GetMeetingLocked(meeting_id);
+    if (!meeting) return std::unexpected(meeting.error());
+    if (!meeting->has_value()) return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", meeting_id));
+    Statement stmt(db_, fmt::format("SELECT {} FROM meeting_content WHERE meeting_id = ? ORDER BY name",
+                                    kContentInfoColumns)
+                            .c_str());
+    if (!stmt.ok()) return std::unexpected(SqliteError("listing meeting content"));
+    BindAll(stmt.get(), meeting_id);
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) files.push_back(ReadContentInfoRow(stmt.get()));
+    if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing meeting content"));
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return files;
 }
 
 }  // namespace tandem

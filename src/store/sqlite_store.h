@@ -31,6 +31,25 @@ class SqliteStore final : public Store {
   Status RemoveUser(const std::string& uri) override;
   Result<std::optional<UserRecord>> FindUser(const std::string& username, const std::string& domain) override;
   Result<std::vector<UserRecord>> ListUsers() override;
+  Status UpsertContact(const ContactRecord& contact) override;
+  Status RemoveContact(const std::string& owner, const std::string& contact) override;
+  Result<std::vector<ContactRecord>> ListContacts(const std::string& owner) override;
+  Status AddContactGroup(const std::string& owner, const std::string& name) override;
+  Status RemoveContactGroup(const std::string& owner, const std::string& name) override;
+  Result<std::vector<ContactGroupRecord>> ListContactGroups(const std::string& owner) override;
+  Status SetPresenceNote(const std::string& owner, const std::string& note) override;
+  Result<PresenceNoteRecord> GetPresenceNote(const std::string& owner) override;
+  Result<PrivacySettings> UpdatePrivacy(const std::string& owner, const PrivacyUpdate& update) override;
+  Result<PrivacySettings> GetPrivacy(const std::string& owner) override;
+  Result<PresencePolicy> GetPresencePolicy(const std::string& owner) override;
+  Result<MeetingRecord> CreateMeeting(const MeetingRecord& meeting) override;
+  Result<MeetingRecord> UpdateMeeting(const std::string& id, const MeetingUpdate& update) override;
+  Result<MeetingRecord> CancelMeeting(const std::string& id) override;
+  Result<std::optional<MeetingRecord>> GetMeeting(const std::string& id) override;
+  Result<std::vector<MeetingRecord>> ListMeetings(const MeetingFilter& filter) override;
+  Result<ContentInfo> PutContent(const ContentInfo& info, std::string_view bytes) override;
+  Result<std::optional<ContentRecord>> GetContent(const std::string& meeting_id, const std::string& name) override;
+  Result<std::vector<ContentInfo>> ListContent(const std::string& meeting_id) override;
   Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) override;
 
  private:
@@ -40,6 +59,16 @@ class SqliteStore final : public Store {
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
   Status InWriteTransaction(const std::function<Status()>& body);
   Status AppendChangeLocked(const ChangeRecord& change);  // inside a transaction
+  // Runs `body` inside BEGIN ... COMMIT (one consistent snapshot for several reads).
+  Status InReadTransaction(const std::function<Status()>& body);
+  // The home pool of a provisioned user; kNotFound otherwise. Requires mu_ held.
+  Result<std::string> UserHomePoolLocked(const std::string& uri);
+  // Requires mu_ held (inside a transaction for consistency with other reads).
+  Result<std::vector<ContactRecord>> ListContactsLocked(const std::string& owner);
+  Result<PrivacySettings> GetPrivacyLocked(const std::string& owner);
+  Result<std::optional<MeetingRecord>> GetMeetingLocked(const std::string& id);
+  // Writes the meeting row (insert or replace) and its change-log record.
+  Status WriteMeetingLocked(const MeetingRecord& meeting, bool insert);
 
   std::mutex mu_;
   sqlite3* db_;

@@ -1,5 +1,6 @@
-// The back-end store: the persistent truth of a pool (CMS versions now; users,
-// user data, conference data and the change log as later modules add them).
+// The back-end store: the persistent truth of a pool — CMS versions, users, user
+// data (contact lists, groups, presence notes, privacy), conference data (meetings
+// and their content) and the change log that the Backup Service ships.
 // One interface, several implementations (SQLite embedded default; PostgreSQL).
 //
 // Thread-safety: a Store object may be used from several threads; implementations
@@ -7,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -49,8 +52,177 @@ struct ChangeRecord {
   std::string payload;    // JSON of the new value ("" for delete)
 };
 
+// Finds a provisioned user by user part and domain: what the SIP side needs of the
+// store (a Store's FindUser, or a cache in front of it).
+using UserLookup = std::function<Result<std::optional<UserRecord>>(const std::string& user, const std::string& domain)>;
+
 // The JSON form of a user, as the change log carries it.
 std::string UserPayloadJson(const UserRecord& user);
+
+// ---- User data -------------------------------------------------------------------
+// Rows are owned by a provisioned user (the "owner", an address of record such as
+// "sip:alice@example.com") and carry the owner's home pool, so a paired pool can
+// hold another pool's rows beside its own.
+
+// One entry of an owner's contact list.
+struct ContactRecord {
+  std::string owner;                // "sip:alice@example.com"
+  std::string contact;              // "sip:bob@example.com"
+  std::string display_name;         // may be empty
+  std::vector<std::string> groups;  // names of the owner's groups (each must exist)
+  std::string home_pool;            // set by the store: the owner's home pool
+  int64_t updated_at_ms = 0;        // set by the store
+};
+
+// A named group of an owner's contact list.
+struct ContactGroupRecord {
+  std::string owner;
+  std::string name;
+  std::string home_pool;      // set by the store
+  int64_t created_at_ms = 0;  // set by the store
+};
+
+// The owner's presence note ("In meetings all day").
+struct PresenceNoteRecord {
+  std::string owner;
+  std::string note;           // "" when none was ever set (or it was cleared)
+  std::string home_pool;
+  int64_t updated_at_ms = 0;  // 0 when never set
+};
+
+// Who may see an owner's presence:
+//   kAllowContacts ("allow-contacts", the default): the owner's contacts and the allow list;
+//   kAllowAll ("allow-all"): everyone;
+//   kAllowListed ("allow-listed"): only the allow list.
+// The block list wins over everything, except that owners always see themselves.
+enum class PrivacyPolicy { kAllowContacts, kAllowAll, kAllowListed };
+std::string_view PrivacyPolicyName(PrivacyPolicy policy);
+std::optional<PrivacyPolicy> ParsePrivacyPolicy(std::string_view name);
+
+// Allow and block entries are addresses of record ("sip:bob@example.com") or
+// domains ("example.com", matching every user of that domain).
+struct PrivacySettings {
+  std::string owner;
+  PrivacyPolicy policy = PrivacyPolicy::kAllowContacts;
+  std::vector<std::string> allow;
+  std::vector<std::string> block;
+  std::string home_pool;
+  int64_t updated_at_ms = 0;  // 0 when never set (defaults)
+};
+
+// A change of privacy settings; absent fields keep their current value.
+struct PrivacyUpdate {
+  std::optional<PrivacyPolicy> policy;
+  std::optional<std::vector<std::string>> allow;
+  std::optional<std::vector<std::string>> block;
+};
+
+// Everything presence authorization needs about one owner, read in one go.
+struct PresencePolicy {
+  std::string owner;
+  PrivacySettings privacy;
+  std::vector<std::string> contacts;  // the owner's contact URIs, sorted
+
+  // Whether `watcher` (an address of record as normalized by the admin API:
+  // "sip:user@domain", lower-case domain) may see the owner's presence.
+  bool Allows(std::string_view watcher) const;
+};
+
+// ---- Conference data ---------------------------------------------------------------
+
+// "open": everyone joins directly; "attendees-only" (the default): the organizer and
+// invited attendees join directly, others wait in the lobby; "organizer-admits":
+// everyone but the organizer waits in the lobby.
+enum class LobbyPolicy { kOpen, kOrganizerAdmits, kAttendeesOnly };
+std::string_view LobbyPolicyName(LobbyPolicy policy);
+std::optional<LobbyPolicy> ParseLobbyPolicy(std::string_view name);
+
+enum class MeetingState { kScheduled, kCancelled };
+std::string_view MeetingStateName(MeetingState state);
+std::optional<MeetingState> ParseMeetingState(std::string_view name);
+
+// A scheduled meeting. Homed in its organizer's home pool.
+struct MeetingRecord {
+  std::string id;         // 16 lower-case hex digits, chosen by the caller (random)
+  std::string organizer;  // a provisioned user
+  std::string home_pool;  // set by the store: the organizer's home pool
+  std::string subject;
+  int64_t start_ms = 0;   // Unix time, milliseconds; end_ms > start_ms
+  int64_t end_ms = 0;
+  std::vector<std::string> attendees;  // addresses of record
+  std::string pin;                     // dial-in PIN, 4 to 12 digits
+  LobbyPolicy lobby = LobbyPolicy::kAttendeesOnly;
+  MeetingState state = MeetingState::kScheduled;  // CreateMeeting always stores kScheduled
+  int64_t created_ms = 0;  // set by the store
+  int64_t updated_ms = 0;  // set by the store
+};
+
+// A change of a scheduled meeting; absent fields keep their current value.
+struct MeetingUpdate {
+  std::optional<std::string> subject;
+  std::optional<int64_t> start_ms;
+  std::optional<int64_t> end_ms;
+  std::optional<std::vector<std::string>> attendees;
+  std::optional<std::string> pin;
+  std::optional<LobbyPolicy> lobby;
+};
+
+// Which meetings ListMeetings returns; unset fields match everything.
+struct MeetingFilter {
+  std::optional<std::string> organizer;
+  std::optional<std::string> home_pool;
+};
+
+// A file uploaded to a meeting (slides, handouts), without its bytes.
+struct ContentInfo {
+  std::string meeting_id;
+  std::string name;    // a file name: no '/', '\\' or control characters, not "." or ".."
+  int64_t size = 0;    // set by the store from the bytes
+  std::string sha256;  // lower-case hex of the bytes, computed by the caller
+  std::string home_pool;     // set by the store: the meeting's home pool
+  int64_t uploaded_ms = 0;   // set by the store
+};
+
+struct ContentRecord {
+  ContentInfo info;
+  std::string bytes;
+};
+
+// ---- Change-log keys ---------------------------------------------------------------
+// One key names one row, so applying a key's newest record reproduces that row.
+// Owners are addresses of record, which never contain '#'; meeting ids are hex.
+//   module "user":       "<owner>"                   the user (UserPayloadJson)
+//                        "<owner>#contact:<contact>" one contact-list entry
+//                        "<owner>#group:<name>"      one contact group
+//                        "<owner>#note"              the presence note
+//                        "<owner>#privacy"           the privacy settings
+//   module "conference": "meeting:<id>"              one meeting (cancel is an upsert)
+//                        "content:<id>/<name>"       one content file (payload has
+//                                                    sha256 and content_base64)
+// op is "upsert" (payload = the full new row as JSON) or "delete" (payload "").
+std::string ContactChangeKey(std::string_view owner, std::string_view contact);
+std::string ContactGroupChangeKey(std::string_view owner, std::string_view name);
+std::string PresenceNoteChangeKey(std::string_view owner);
+std::string PrivacyChangeKey(std::string_view owner);
+std::string MeetingChangeKey(std::string_view id);
+std::string ContentChangeKey(std::string_view meeting_id, std::string_view name);
+
+// The JSON rows the change log carries (and the admin API returns, minus bytes).
+std::string ContactPayloadJson(const ContactRecord& contact);
+std::string ContactGroupPayloadJson(const ContactGroupRecord& group);
+std::string PresenceNotePayloadJson(const PresenceNoteRecord& note);
+std::string PrivacyPayloadJson(const PrivacySettings& privacy);
+std::string MeetingPayloadJson(const MeetingRecord& meeting);
+// Content metadata only (what the admin API lists).
+std::string ContentInfoJson(const ContentInfo& info);
+// The change-log payload of a content file: the metadata plus "content_base64".
+std::string ContentPayloadJson(const ContentInfo& info, std::string_view bytes);
+
+// Whether `text` is well-formed UTF-8. The store refuses other text (the change
+// log is JSON); the admin API checks its inputs with it first.
+bool IsValidUtf8(std::string_view text);
+// Whether `name` is acceptable as a content file name (see ContentInfo::name).
+bool IsValidContentName(std::string_view name);
 
 class Store {
  public:
@@ -75,6 +247,60 @@ class Store {
   virtual Status RemoveUser(const std::string& uri) = 0;
   virtual Result<std::optional<UserRecord>> FindUser(const std::string& username, const std::string& domain) = 0;
   virtual Result<std::vector<UserRecord>> ListUsers() = 0;
+
+  // ---- User data. Every mutation is one transaction appending one change-log
+  // record (module "user"); a failed one leaves neither row nor record. An owner
+  // that is not provisioned is kNotFound; text that is not UTF-8 kInvalidArgument.
+
+  // Adds or replaces one contact-list entry. kFailedPrecondition names a group the
+  // owner does not have; kInvalidArgument if the contact is the owner.
+  virtual Status UpsertContact(const ContactRecord& contact) = 0;
+  // kNotFound if the owner has no such contact.
+  virtual Status RemoveContact(const std::string& owner, const std::string& contact) = 0;
+  // Sorted by contact URI.
+  virtual Result<std::vector<ContactRecord>> ListContacts(const std::string& owner) = 0;
+
+  // kAlreadyExists if the owner already has the group.
+  virtual Status AddContactGroup(const std::string& owner, const std::string& name) = 0;
+  // kNotFound if the owner has no such group; kFailedPrecondition while contacts are
+  // in it (remove them from the group first).
+  virtual Status RemoveContactGroup(const std::string& owner, const std::string& name) = 0;
+  // Sorted by name.
+  virtual Result<std::vector<ContactGroupRecord>> ListContactGroups(const std::string& owner) = 0;
+
+  // Sets (or with "" clears) the presence note.
+  virtual Status SetPresenceNote(const std::string& owner, const std::string& note) = 0;
+  virtual Result<PresenceNoteRecord> GetPresenceNote(const std::string& owner) = 0;
+
+  // Applies `update` to the current settings (the defaults if none) and returns the result.
+  virtual Result<PrivacySettings> UpdatePrivacy(const std::string& owner, const PrivacyUpdate& update) = 0;
+  // The defaults (allow-contacts, empty lists) when never set.
+  virtual Result<PrivacySettings> GetPrivacy(const std::string& owner) = 0;
+  // Privacy settings and contact URIs from one consistent read, for the SIP path.
+  virtual Result<PresencePolicy> GetPresencePolicy(const std::string& owner) = 0;
+
+  // ---- Conference data. Mutations append one record each (module "conference").
+
+  // Stores a new meeting (state scheduled) and returns it as stored. kAlreadyExists
+  // if the id is taken (pick another), kNotFound if the organizer is not
+  // provisioned, kInvalidArgument for a bad id, PIN, subject or times.
+  virtual Result<MeetingRecord> CreateMeeting(const MeetingRecord& meeting) = 0;
+  // kNotFound for an unknown id; kFailedPrecondition for a cancelled meeting.
+  virtual Result<MeetingRecord> UpdateMeeting(const std::string& id, const MeetingUpdate& update) = 0;
+  // Marks the meeting cancelled (kept, with its content). kFailedPrecondition if it
+  // already is.
+  virtual Result<MeetingRecord> CancelMeeting(const std::string& id) = 0;
+  virtual Result<std::optional<MeetingRecord>> GetMeeting(const std::string& id) = 0;
+  // Sorted by start time, then id.
+  virtual Result<std::vector<MeetingRecord>> ListMeetings(const MeetingFilter& filter) = 0;
+
+  // Adds or replaces a content file of a meeting and returns what was stored
+  // (size, home pool and upload time filled in). The caller computes info.sha256. kNotFound for an unknown meeting,
+  // kFailedPrecondition for a cancelled one, kInvalidArgument for a bad name.
+  virtual Result<ContentInfo> PutContent(const ContentInfo& info, std::string_view bytes) = 0;
+  virtual Result<std::optional<ContentRecord>> GetContent(const std::string& meeting_id, const std::string& name) = 0;
+  // Sorted by name. kNotFound for an unknown meeting.
+  virtual Result<std::vector<ContentInfo>> ListContent(const std::string& meeting_id) = 0;
 
   // Change-log entries with seq > `after_seq`, oldest first, at most `limit`.
   virtual Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) = 0;

@@ -319,6 +319,7 @@ class TopologyParser {
                                             bool* ok);
 
   void ParseSections(const toml::table& root);
+  void ParseDigestAlgorithms(const toml::node& node);
   void ParseSite(const toml::table& table);
   void ParsePool(const toml::table& table);
   void ParseBackend(const toml::table& table, PoolInfo& pool);
@@ -491,13 +492,39 @@ std::vector<const toml::table*> TopologyParser::GetTables(const toml::table& par
   return tables;
 }
 
+void TopologyParser::ParseDigestAlgorithms(const toml::node& node) {
+  Pos pos = PosOf(node.source());
+  const toml::array* array = node.as_array();
+  if (array == nullptr || array->empty()) {
+    AddError(pos, "'digest_algorithms' in [sip] must be a non-empty list such as [\"SHA-256\", \"MD5\"]");
+    return;
+  }
+  std::vector<std::string> algorithms;
+  for (const toml::node& element : *array) {
+    auto name = element.value<std::string>();
+    if (!name || (*name != "SHA-256" && *name != "MD5")) {
+      AddError(PosOf(element.source()), "'digest_algorithms' in [sip] may only hold \"SHA-256\" and \"MD5\"");
+      return;
+    }
+    if (std::find(algorithms.begin(), algorithms.end(), *name) != algorithms.end()) {
+      AddError(PosOf(element.source()), fmt::format("'digest_algorithms' in [sip] names {} twice", *name));
+      return;
+    }
+    algorithms.push_back(*name);
+  }
+  topology_.sip_digest_algorithms = algorithms;
+}
+
 void TopologyParser::ParseSections(const toml::table& root) {
   Pos root_pos{1, 1};
   CheckKeys(root, {"sip", "cms", "backup", "resiliency", "sites", "pools"}, "");
 
   if (const toml::table* sip = GetTable(root, "sip", "", root_pos, /*required=*/true)) {
     Pos pos = PosOf(sip->source());
-    CheckKeys(*sip, {"domain", "authenticate"}, "[sip]");
+    CheckKeys(*sip, {"domain", "authenticate", "digest_algorithms"}, "[sip]");
+    if (const toml::node* algorithms = sip->get("digest_algorithms")) {
+      ParseDigestAlgorithms(*algorithms);
+    }
     if (const toml::node* authenticate = sip->get("authenticate")) {
       if (auto value = authenticate->value<bool>(); value && authenticate->is_boolean()) {
         topology_.sip_authenticate = *value;
@@ -988,6 +1015,7 @@ nlohmann::json TopologyToJson(const Topology& topology) {
   }
   return {{"sip_domain", topology.sip_domain},
           {"sip_authenticate", topology.sip_authenticate},
+          {"sip_digest_algorithms", topology.sip_digest_algorithms},
           {"cms_master_pool", topology.cms_master_pool},
           {"backup_sync_interval_seconds", seconds(topology.backup_sync_interval)},
           {"failure_detection_seconds", seconds(topology.failure_detection_interval)},

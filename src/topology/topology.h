@@ -55,6 +55,11 @@ struct Topology {
   // false only for benchmarks and labs: REGISTER is then accepted without digest
   // authentication (the user must still be provisioned).
   bool sip_authenticate = true;
+  // Digest algorithms offered in challenges, in this order. RFC 8760 puts the most
+  // preferred first, but common clients (sipp 3.6, baresip 1.0) answer only the first
+  // challenge and fail on SHA-256, so the default leads with MD5 and still offers
+  // SHA-256 to clients that look further; put "SHA-256" first where clients allow.
+  std::vector<std::string> sip_digest_algorithms{"MD5", "SHA-256"};
   std::vector<SiteSpec> sites;
   std::vector<PoolSpec> pools;
   std::string cms_master_pool;  // FQDN of the pool whose store holds the CMS master

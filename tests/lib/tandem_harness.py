@@ -47,10 +47,11 @@ def free_ports(count, host="127.0.0.1"):
             s.close()
 
 
-def topology_text(pools, cms_master="pool1.example.com", sync_interval=2, extra=""):
+def topology_text(pools, cms_master="pool1.example.com", sync_interval=2, extra="", sip_extra=""):
     """A topology file. `pools` is a list of dicts: fqdn, site, servers (list of ids),
-    optional backup_pool, edition, backend (TOML inline table text). Ports are free ones."""
-    lines = ['[sip]', 'domain = "example.com"', '', '[cms]', f'master_pool = "{cms_master}"', '',
+    optional backup_pool, edition, backend (TOML inline table text). Ports are free ones.
+    `sip_extra` is added to the [sip] section."""
+    lines = ['[sip]', 'domain = "example.com"', sip_extra, '', '[cms]', f'master_pool = "{cms_master}"', '',
              '[backup]', f'sync_interval_seconds = {sync_interval}', '']
     for site in sorted({p["site"] for p in pools}):
         lines += ['[[sites]]', f'name = "{site}"', '']

@@ -1,0 +1,63 @@
+#include "presence/subscription_table.h"
+
+namespace tandem {
+
+void SubscriptionTable::Upsert(const Subscription& subscription) {
+  std::lock_guard lock(mu_);
+  Key key{subscription.call_id, subscription.our_tag};
+  by_dialog_[key] = subscription;
+  by_presentity_[subscription.presentity].insert(key);
+}
+
+std::optional<Subscription> SubscriptionTable::Find(const std::string& call_id, const std::string& our_tag) const {
+  std::lock_guard lock(mu_);
+  auto found = by_dialog_.find({call_id, our_tag});
+  if (found == by_dialog_.end()) return std::nullopt;
+  return found->second;
+}
+
+void SubscriptionTable::Remove(const std::string& call_id, const std::string& our_tag) {
+  std::lock_guard lock(mu_);
+  auto found = by_dialog_.find({call_id, our_tag});
+  if (found == by_dialog_.end()) return;
+  auto watchers = by_presentity_.find(found->second.presentity);
+  if (watchers != by_presentity_.end()) {
+    watchers->second.erase(found->first);
+    if (watchers->second.empty()) by_presentity_.erase(watchers);
+  }
+  by_dialog_.erase(found);
+}
+
+std::vector<Subscription> SubscriptionTable::Watchers(const std::string& presentity) const {
+  std::lock_guard lock(mu_);
+  std::vector<Subscription> out;
+  auto watchers = by_presentity_.find(presentity);
+  if (watchers == by_presentity_.end()) return out;
+  for (const Key& key : watchers->second) out.push_back(by_dialog_.at(key));
+  return out;
+}
+
+std::vector<Subscription> SubscriptionTable::TakeExpired(int64_t now_ms) {
+  std::vector<Subscription> expired;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, subscription] : by_dialog_) {
+      if (subscription.expires_at_ms <= now_ms) expired.push_back(subscription);
+    }
+  }
+  for (const Subscription& subscription : expired) Remove(subscription.call_id, subscription.our_tag);
+  return expired;
+}
+
+uint32_t SubscriptionTable::NextCSeq(const std::string& call_id, const std::string& our_tag) {
+  std::lock_guard lock(mu_);
+  auto found = by_dialog_.find({call_id, our_tag});
+  return found == by_dialog_.end() ? 0 : found->second.next_cseq++;
+}
+
+size_t SubscriptionTable::size() const {
+  std::lock_guard lock(mu_);
+  return by_dialog_.size();
+}
+
+}  // namespace tandem

@@ -1,0 +1,56 @@
+// The registrar (RFC 3261 §10.3): authenticates REGISTER requests with digest
+// (MD5 or SHA-256), validates the address of record against the provisioned users,
+// and adds, refreshes and removes bindings in the BindingTable, answering with the
+// current bindings. Also answers 423 (Min-Expires), 420 (unknown Require), 500
+// (out-of-order CSeq), 400 (bad Contact: *).
+//
+// Thread-safety: HandleRegister is called on the SIP thread; the registrar keeps no
+// state of its own beyond what its (thread-safe) collaborators hold. All borrowed
+// objects must outlive it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "auth/authenticator.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "registrar/binding_table.h"
+#include "store/store.h"
+#include "transport/sip_transport.h"
+
+namespace tandem {
+
+struct RegistrarOptions {
+  std::string domain;  // the SIP domain; also the digest realm
+  uint32_t default_expires = 3600;
+  uint32_t min_expires = 60;
+  uint32_t max_expires = 86400;
+  bool authenticate = true;  // false: provisioned users register without digest (labs, benchmarks)
+};
+
+class Registrar {
+ public:
+  Registrar(RegistrarOptions options, BindingTable& bindings, DigestAuthenticator& authenticator, UserLookup users,
+            MetricsRegistry& metrics, const Clock& clock = SystemClock::Instance());
+
+  void HandleRegister(const std::shared_ptr<sip::ServerTransaction>& transaction);
+
+ private:
+  bool Authenticate(const std::shared_ptr<sip::ServerTransaction>& transaction, const std::string& user,
+                    const std::string& domain, const std::string& aor);
+  void Reply(const std::shared_ptr<sip::ServerTransaction>& transaction, int code, std::string_view reason,
+             const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+  const RegistrarOptions options_;
+  BindingTable& bindings_;
+  DigestAuthenticator& authenticator_;
+  UserLookup users_;
+  const Clock& clock_;
+  MetricsRegistry& metrics_;
+  Counter* accepted_;
+};
+
+}  // namespace tandem

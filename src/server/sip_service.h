@@ -1,0 +1,68 @@
+// The SIP side of one tandemd: the transports on the server's SIP port, and the
+// dispatch of each new server transaction by method (OPTIONS answered here,
+// REGISTER to the registrar,
+// PUBLISH/SUBSCRIBE to presence, MESSAGE to instant messaging). Runs its own io_context on one SIP thread, so SIP
+// traffic never waits behind admin calls.
+//
+// Thread-safety: Start/Stop from the owning thread; the rest runs on the SIP thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "auth/authenticator.h"
+#include "im/message_service.h"
+#include "presence/presence_service.h"
+#include "common/metrics.h"
+#include "registrar/binding_table.h"
+#include "registrar/registrar.h"
+#include "store/store.h"
+#include "topology/topology.h"
+#include "transport/sip_transport.h"
+#include "uac/client_transactions.h"
+
+namespace tandem {
+
+class SipService {
+ public:
+  // `shared_secret` keys the digest nonces, so every server of a pool accepts the
+  // nonces of the others. Borrows the store and the metrics registry.
+  SipService(const Topology& topology, const ServerSpec& self, Store& store, MetricsRegistry& metrics,
+             const std::string& shared_secret, WatcherAuthorizer authorize_watcher);
+  ~SipService();
+
+  // Binds UDP and TCP on the server's SIP address and port; fails naming them.
+  Status Start();
+  void Stop();
+
+  nlohmann::json StatusJson() const;
+  // User data that decides who sees `presentity` changed (any thread).
+  void PresentityChanged(const std::string& presentity) { presence_.PresentityChanged(presentity); }
+
+ private:
+  void OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction);
+  void ScheduleSweep();
+
+  const std::string address_;
+  const uint16_t port_;
+  boost::asio::io_context io_;
+  MetricsRegistry& metrics_;
+  sip::SipTransport transport_;
+  sip::ClientTransactions uac_;
+  BindingTable bindings_;
+  DigestAuthenticator authenticator_;
+  Registrar registrar_;
+  PresenceService presence_;
+  MessageService messages_;
+  boost::asio::steady_timer sweep_timer_;
+  std::thread thread_;
+  Gauge* registered_users_;
+  Gauge* registered_contacts_;
+};
+
+}  // namespace tandem
