@@ -12,6 +12,7 @@
 
 #include "cli/admin_target.h"
 #include "cli/command_util.h"
+#include "cli/data_commands.h"
 #include "cli/launcher.h"
 #include "cms/cms_document.h"
 #include "common/file_util.h"
@@ -266,6 +267,8 @@ int RunCli(int argc, char** argv) {
   AddTopologyCommands(app, connection, as_json);
   AddCmsCommands(app, connection, as_json);
   AddUserCommands(app, connection, as_json);
+  AddUserDataCommands(app, connection, as_json);  // adds to the `user` command: after AddUserCommands
+  AddMeetingCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
 
   try {

@@ -18,9 +18,11 @@
 #include "cms/cms_replica.h"
 #include "server/sip_service.h"
 #include "common/file_util.h"
+#include "conference/conference_service.h"
 #include "common/metrics.h"
 #include "store/store.h"
 #include "topology/topology.h"
+#include "userdata/user_data_service.h"
 #include "users/user_service.h"
 
 namespace tandem {
@@ -78,10 +80,23 @@ Result<std::unique_ptr<Store>> OpenPoolStore(const PoolSpec& pool, const std::st
   return MakeError(ErrorCode::kInternal, "unknown back-end type");
 }
 
+// Meeting content uploads go up to 50 MiB; the admin API leaves room for that.
+constexpr size_t kMaxAdminBodyBytes = size_t{64} << 20;
+
+// Who may see a presentity's presence, from its privacy settings and contact list.
+WatcherAuthorizer AuthorizerFor(Store& store) {
+  return [&store](const std::string& presentity, const std::string& watcher) {
+    auto policy = store.GetPresencePolicy(presentity);
+    if (!policy) return WatcherAccess::kNotAllowed;
+    if (policy->Blocks(watcher)) return WatcherAccess::kBlocked;
+    return policy->Allows(watcher) ? WatcherAccess::kAllowed : WatcherAccess::kNotAllowed;
+  };
+}
+
 class ServerImpl final : public Server {
  public:
   ServerImpl(ServerOptions options, std::string token)
-      : options_(std::move(options)), token_(std::move(token)), http_(io_, token_) {}
+      : options_(std::move(options)), token_(std::move(token)), http_(io_, token_, kMaxAdminBodyBytes) {}
 
   ~ServerImpl() override { Shutdown(); }
 
@@ -105,12 +120,17 @@ class ServerImpl final : public Server {
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
     users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
-    sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, WatcherAuthorizer());
+    sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
     if (auto started = sip_->Start(); !started) return started;
+    user_data_ = std::make_unique<UserDataService>(token_, *replica_, *store_, pool_fqdn_);
+    user_data_->SetPresenceChangeHook([this](const std::string& uri) { sip_->PresentityChanged(uri); });
+    conference_ = std::make_unique<ConferenceService>(token_, *replica_, *store_, pool_fqdn_);
 
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
     users_->RegisterRoutes(http_);
+    user_data_->RegisterRoutes(http_);
+    conference_->RegisterRoutes(http_);
     auto port = http_.Listen(self->address, self->admin_port);
     if (!port) return std::unexpected(port.error());
     spdlog::info("server {} of pool {}: admin API on {}:{}, CMS version {}", options_.server_id, pool_fqdn_,
@@ -182,6 +202,8 @@ class ServerImpl final : public Server {
   std::unique_ptr<CmsAgent> agent_;
   std::unique_ptr<UserService> users_;
   std::unique_ptr<SipService> sip_;
+  std::unique_ptr<UserDataService> user_data_;
+  std::unique_ptr<ConferenceService> conference_;
   std::string pool_fqdn_;
 };
 

@@ -490,20 +490,30 @@ std::optional<MeetingState> ParseMeetingState(std::string_view name) {
   return std::nullopt;
 }
 
-bool PresencePolicy::Allows(std::string_view watcher) const {
-  if (watcher == owner) return true;
+namespace {
+
+// Whether `list` names `watcher` itself or the domain after its '@'.
+bool ListNames(const std::vector<std::string>& list, std::string_view watcher) {
   std::string_view domain;
   if (auto at = watcher.rfind('@'); at != std::string_view::npos) domain = watcher.substr(at + 1);
-  auto listed = [&](const std::vector<std::string>& list) {
-    return std::any_of(list.begin(), list.end(),
-                       [&](const std::string& entry) { return entry == watcher || (!domain.empty() && entry == domain); });
-  };
-  if (listed(privacy.block)) return false;
+  return std::any_of(list.begin(), list.end(),
+                     [&](const std::string& entry) { return entry == watcher || (!domain.empty() && entry == domain); });
+}
+
+}  // namespace
+
+bool PresencePolicy::Blocks(std::string_view watcher) const {
+  return watcher != owner && ListNames(privacy.block, watcher);
+}
+
+bool PresencePolicy::Allows(std::string_view watcher) const {
+  if (watcher == owner) return true;
+  if (Blocks(watcher)) return false;
   switch (privacy.policy) {
     case PrivacyPolicy::kAllowAll: return true;
-    case PrivacyPolicy::kAllowListed: return listed(privacy.allow);
+    case PrivacyPolicy::kAllowListed: return ListNames(privacy.allow, watcher);
     case PrivacyPolicy::kAllowContacts:
-      return listed(privacy.allow) || std::binary_search(contacts.begin(), contacts.end(), watcher);
+      return ListNames(privacy.allow, watcher) || std::binary_search(contacts.begin(), contacts.end(), watcher);
   }
   return false;
 }

@@ -354,6 +354,9 @@ TEST(UserDataStoreTest, PresencePolicyDecidesWhoSeesPresence) {
   ASSERT_TRUE(policy);
   EXPECT_FALSE(policy->Allows(kBob)) << "a blocked domain wins over the contact list";
   EXPECT_FALSE(policy->Allows("sip:carol@example.com")) << "and over the allow list";
+  EXPECT_TRUE(policy->Blocks(kBob));
+  EXPECT_FALSE(policy->Blocks(kAlice)) << "owners are never blocked from themselves";
+  EXPECT_FALSE(policy->Blocks("sip:dave@other.example.org"));
   EXPECT_TRUE(policy->Allows(kAlice));
 
   ASSERT_TRUE(data.store->UpdatePrivacy(kAlice, {.policy = PrivacyPolicy::kAllowListed, .block = {{}}}));

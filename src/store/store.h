@@ -126,6 +126,9 @@ struct PresencePolicy {
   // Whether `watcher` (an address of record as normalized by the admin API:
   // "sip:user@domain", lower-case domain) may see the owner's presence.
   bool Allows(std::string_view watcher) const;
+  // Whether the block list names `watcher` (its URI or its domain); never the owner.
+  // Lets presence answer a blocked watcher differently from one merely not allowed.
+  bool Blocks(std::string_view watcher) const;
 };
 
 // ---- Conference data ---------------------------------------------------------------
