@@ -8,11 +8,13 @@ using sip::HeaderId;
 using sip::SipMessage;
 
 MessageService::MessageService(MessageOptions options, sip::ClientTransactions& uac, const BindingTable& bindings,
-                               UserLookup users, MetricsRegistry& metrics, const Clock& clock)
+                               UserLookup users, MeetingMembersLookup meetings, MetricsRegistry& metrics,
+                               const Clock& clock)
     : options_(std::move(options)),
       uac_(uac),
       bindings_(bindings),
       users_(std::move(users)),
+      meetings_(std::move(meetings)),
       clock_(clock),
       delivered_(metrics.GetCounter("tandem_im_messages_delivered_total", "MESSAGEs accepted by a recipient device")),
       undeliverable_(metrics.GetCounter("tandem_im_messages_undeliverable_total",
@@ -42,6 +44,9 @@ void MessageService::HandleMessage(const std::shared_ptr<sip::ServerTransaction>
   std::string host(target->host);
   std::transform(host.begin(), host.end(), host.begin(), ::tolower);
   std::string user = target->UnescapedUser();
+  if (host == options_.domain && user.starts_with(kMeetingUserPrefix)) {
+    return DeliverToMeeting(transaction, user.substr(kMeetingUserPrefix.size()));
+  }
   auto found = host == options_.domain ? users_(user, host) : Result<std::optional<UserRecord>>();
   if (host != options_.domain || !found || !found->has_value()) {
     transaction->Respond(404, "Not Found");
@@ -49,6 +54,44 @@ void MessageService::HandleMessage(const std::shared_ptr<sip::ServerTransaction>
   }
   DeliverToUser(request, fmt::format("sip:{}@{}", user, host),
                 [transaction](int status) { transaction->Respond(status, status == 200 ? "OK" : std::string_view()); });
+}
+
+void MessageService::DeliverToMeeting(const std::shared_ptr<sip::ServerTransaction>& transaction,
+                                      const std::string& meeting_id) {
+  auto members = meetings_ ? meetings_(meeting_id) : std::nullopt;
+  if (!members) {
+    transaction->Respond(404, "Not Found");
+    return;
+  }
+  auto from = transaction->request().From();
+  std::string sender;
+  if (from && from->uri.is_sip()) {
+    std::string host(from->uri.host);
+    std::transform(host.begin(), host.end(), host.begin(), ::tolower);
+    sender = fmt::format("sip:{}@{}", from->uri.UnescapedUser(), host);
+  }
+  if (std::find(members->begin(), members->end(), sender) == members->end()) {
+    transaction->Respond(403, "Forbidden");
+    return;
+  }
+  // One answer for the sender: 200 once any member's device took it, 480 if none did.
+  struct Fanout {
+    size_t outstanding = 0;
+    bool delivered = false;
+  };
+  auto fanout = std::make_shared<Fanout>();
+  for (const std::string& member : *members) fanout->outstanding += member != sender;
+  if (fanout->outstanding == 0) {
+    transaction->Respond(480, "Temporarily Unavailable");
+    return;
+  }
+  for (const std::string& member : *members) {
+    if (member == sender) continue;
+    DeliverToUser(transaction->request(), member, [transaction, fanout](int status) {
+      fanout->delivered |= status == 200;
+      if (--fanout->outstanding == 0) transaction->Respond(fanout->delivered ? 200 : 480, fanout->delivered ? "OK" : "");
+    });
+  }
 }
 
 void MessageService::DeliverToUser(const SipMessage& request, const std::string& aor, std::function<void(int)> done) {

@@ -169,14 +169,16 @@ void PresenceService::HandleSubscribe(const std::shared_ptr<sip::ServerTransacti
   response.AddHeader(HeaderId::kContact, fmt::format("<sip:{}>", transport_.SentBy()));
   transaction->Respond(std::move(response));
 
-  if (seconds == 0) {
+  // Respond() is queued on the SIP thread; queue the NOTIFY behind it so watchers
+  // see the 200 first (RFC 6665 allows either order, many clients expect this one).
+  bool terminated = seconds == 0;
+  if (terminated) {
     // A fetch or an unsubscribe: one final NOTIFY, then the dialog ends (RFC 6665 §4.2.1.4).
     subscriptions_.Remove(subscription.call_id, subscription.our_tag);
-    Notify(subscription, /*terminated=*/true);
-    return;
+  } else {
+    subscriptions_.Upsert(subscription);
   }
-  subscriptions_.Upsert(subscription);
-  Notify(subscription, /*terminated=*/false);
+  boost::asio::post(io_, [this, subscription, terminated] { Notify(subscription, terminated); });
 }
 
 void PresenceService::Notify(const Subscription& subscription, bool terminated) {

@@ -16,6 +16,18 @@ UserLookup UsersOf(Store& store) {
   return [&store](const std::string& user, const std::string& domain) { return store.FindUser(user, domain); };
 }
 
+MeetingMembersLookup MeetingsOf(Store& store) {
+  return [&store](const std::string& id) -> std::optional<std::vector<std::string>> {
+    auto meeting = store.GetMeeting(id);
+    if (!meeting || !meeting->has_value() || (*meeting)->state != MeetingState::kScheduled) return std::nullopt;
+    std::vector<std::string> members = (*meeting)->attendees;
+    if (std::find(members.begin(), members.end(), (*meeting)->organizer) == members.end()) {
+      members.push_back((*meeting)->organizer);
+    }
+    return members;
+  };
+}
+
 DigestAuthenticatorOptions AuthenticatorOptions(const Topology& topology, const std::string& shared_secret) {
   DigestAuthenticatorOptions options;
   options.nonce.secret = shared_secret;
@@ -40,7 +52,8 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
                  bindings_, authenticator_, UsersOf(store), metrics),
       presence_(PresenceOptions{.domain = topology.sip_domain}, io_, transport_, uac_, UsersOf(store),
                 std::move(authorize_watcher), metrics),
-      messages_(MessageOptions{.domain = topology.sip_domain}, uac_, bindings_, UsersOf(store), metrics),
+      messages_(MessageOptions{.domain = topology.sip_domain}, uac_, bindings_, UsersOf(store), MeetingsOf(store),
+                metrics),
       sweep_timer_(io_),
       registered_users_(metrics.GetGauge("tandem_registrar_users", "users with at least one registered contact")),
       registered_contacts_(metrics.GetGauge("tandem_registrar_contacts", "registered contacts")) {

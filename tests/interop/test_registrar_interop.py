@@ -9,10 +9,9 @@ import subprocess
 import tempfile
 import unittest
 
-from tandem_harness import Deployment, free_ports, is_running, topology_text, wait_until
+from tandem_harness import Deployment, free_ports, is_running, run_sipp, topology_text, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCENARIOS = os.path.join(HERE, "scenarios")
 RFC4475 = os.path.join(os.environ.get("TANDEM_SOURCE_DIR", os.path.join(HERE, "../..")), "..", "shared",
                        "testdata", "rfc4475")
 
@@ -49,43 +48,25 @@ class RegistrarInteropTest(unittest.TestCase):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def sipp(self, scenario, rows, transport="u1", calls=1, extra=()):
-        """Runs sipp with `scenario` for each CSV row (user;password;domain); returns the process."""
-        work = tempfile.mkdtemp(prefix="sipp-")
-        self.addCleanup(shutil.rmtree, work, True)
-        csv = os.path.join(work, "users.csv")
-        with open(csv, "w") as f:
-            f.write("SEQUENTIAL\n" + "".join(f"{';'.join(row)};\n" for row in rows))
-        local_port = free_ports(1)[0]
-        command = ["sipp", f"127.0.0.1:{self.sip_port}", "-sf", os.path.join(SCENARIOS, scenario), "-inf", csv,
-                   # sipp puts its target address in the digest uri unless told the Request-URI.
-                   "-au", rows[0][0], "-ap", rows[0][1], "-auth_uri", rows[0][2], "-t", transport, "-i", "127.0.0.1", "-p", str(local_port), "-m", str(calls), "-l", "10",
-                   "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err", "-error_file",
-                   os.path.join(work, "errors.log"), *extra]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=60)
-        errors = ""
-        if os.path.exists(os.path.join(work, "errors.log")):
-            with open(os.path.join(work, "errors.log")) as f:
-                errors = f.read()[-3000:]
-        result.diagnostics = f"sipp exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}\n{errors}"
-        return result
-
     def test_sipp_register_with_md5_digest_refresh_and_unregister_over_udp_and_tcp(self):
         for transport in ("u1", "t1"):
             with self.subTest(transport=transport):
                 before = self.sip_status()["registered_users"]
-                registered = self.sipp("register_digest.xml", [("alice", "alice-secret", "example.com")], transport)
-                self.assertEqual(registered.returncode, 0, registered.diagnostics)
+                code, diagnostics = run_sipp(self.sip_port, "register_digest.xml",
+                                             [("alice", "alice-secret", "example.com")], transport=transport)
+                self.assertEqual(code, 0, diagnostics)
                 self.assertEqual(self.sip_status()["registered_users"], before + 1)
-                removed = self.sipp("unregister.xml", [("alice", "alice-secret", "example.com")], transport)
-                self.assertEqual(removed.returncode, 0, removed.diagnostics)
+                code, diagnostics = run_sipp(self.sip_port, "unregister.xml",
+                                             [("alice", "alice-secret", "example.com")], transport=transport)
+                self.assertEqual(code, 0, diagnostics)
                 self.assertEqual(self.sip_status()["registered_users"], before)
 
     def test_sipp_wrong_password_is_refused_and_registers_nothing(self):
         before = self.metric('tandem_registrar_responses_total{code="403"}')
         users_before = self.sip_status()["registered_users"]
-        refused = self.sipp("register_wrong_password.xml", [("bob", "not-bob-secret", "example.com")])
-        self.assertEqual(refused.returncode, 0, refused.diagnostics)
+        code, diagnostics = run_sipp(self.sip_port, "register_wrong_password.xml",
+                                     [("bob", "not-bob-secret", "example.com")])
+        self.assertEqual(code, 0, diagnostics)
         self.assertEqual(self.sip_status()["registered_users"], users_before)
         self.assertEqual(self.metric('tandem_registrar_responses_total{code="403"}'), before + 1)
 
