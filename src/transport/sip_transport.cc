@@ -92,6 +92,8 @@ std::string_view TransportName(TransportProtocol protocol) {
   return protocol == TransportProtocol::kUdp ? "UDP" : "TCP";
 }
 
+constexpr int kUdpReceiveBufferBytes = 4 << 20;
+
 // The shared state of one transport. Owned by SipTransport through a shared_ptr;
 // asynchronous operations hold weak (or, for sockets' own callbacks, strong)
 // references so a callback that runs after the transport is gone does nothing.
@@ -380,6 +382,12 @@ Result<uint16_t> SipTransport::Impl::Listen(const std::string& address, uint16_t
     udp_.open(udp_endpoint.protocol(), ec);
     if (!ec && ip->is_v6()) udp_.set_option(asio::ip::v6_only(true), ec);
     if (!ec) udp_.bind(udp_endpoint, ec);
+    if (!ec) {
+      // Bursts (thousands of devices re-registering after an outage) must queue in
+      // the kernel rather than be dropped; the kernel caps this at net.core.rmem_max.
+      ErrorCodeAsio ignored;
+      udp_.set_option(asio::socket_base::receive_buffer_size(kUdpReceiveBufferBytes), ignored);
+    }
     if (ec) {
       udp_.close();
       return MakeError(ErrorCode::kIoError, fmt::format("cannot bind UDP {}: {}", FormatHostPort(*ip, port),
