@@ -19,7 +19,7 @@ packages=(
   sip-tester sipsak baresip postgresql procps
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(kamailio)
+  packages+=(kamailio kamailio-presence-modules kamailio-sqlite-modules)
 fi
 
 missing=()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -80,6 +81,7 @@ address = "127.0.0.1"
 sip_port = {self.sip_port}
 admin_port = {admin_port}
 """)
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
         log = open(os.path.join(work, f"tandemd-{self.sip_port}.log"), "w")
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, os.path.join(bin_dir, "tandemd"), "--topology", topology,
@@ -94,6 +96,16 @@ admin_port = {admin_port}
         subprocess.run([os.path.join(bin_dir, "tandem"), "--admin", f"http://127.0.0.1:{admin_port}",
                         "--token-file", os.path.join(self.data_dir, "admin.token"), "user", "import", csv],
                        check=True, capture_output=True)
+
+    def metric(self, name):
+        with open(os.path.join(self.data_dir, "admin.token")) as f:
+            token = f.read().strip()
+        request = urllib.request.Request(self.admin_url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -121,6 +133,11 @@ class Kamailio:
 
 
 def run_sipp(work, port, transport, authenticate, calls, users, concurrency=200):
+    # With digest, every call is user0: sipp 3.6 takes credentials only from -au/-ap,
+    # and both registrars require the digest user to be the To user. tandem allows 32
+    # contacts per user, so at most 16 calls run at once (each adds one contact).
+    users = 1 if authenticate else users
+    concurrency = 16 if authenticate else concurrency
     csv = os.path.join(work, f"sipp-{users}.csv")
     if not os.path.exists(csv):
         with open(csv, "w") as f:
@@ -177,17 +194,32 @@ def main():
                       f"{rates['kamailio']:>18.0f}{ratio:>8.2f}   {failures['tandem']}/{failures['kamailio']}",
                       flush=True)
 
-        # Memory per registered user: RSS growth over N distinct registrations.
+        # Memory per registered user: resident size against registered contacts, both
+        # measured once finished transactions expired (Timer J, 32 s over UDP) and the
+        # server handed freed memory back, after a warm-up burst and after the full run.
         server = Tandem(args.bin, work, args.memory_users, authenticate=False)
+
+        def settled():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and server.metric("tandem_sip_server_transactions") != 0:
+                time.sleep(1)
+            time.sleep(2)  # the next sweep returns freed memory after the burst
+            return (rss_kib(server.process.pid), server.metric("tandem_heap_in_use_bytes") or 0,
+                    server.metric("tandem_registrar_contacts") or 0)
+
         try:
-            before = rss_kib(server.process.pid)
-            rate, failed, _ = run_sipp(work, server.sip_port, "udp", False, args.memory_users, args.memory_users)
-            after = rss_kib(server.process.pid)
+            run_sipp(work, server.sip_port, "udp", False, 2000, args.memory_users)
+            before, heap_before, contacts_before = settled()
+            run_sipp(work, server.sip_port, "udp", False, args.memory_users, args.memory_users)
+            after, heap_after, contacts_after = settled()
         finally:
             server.stop()
-        per_user = (after - before) * 1024 / max(1, args.memory_users - failed)
-        print(f"\ntandemd resident memory: {before} KiB before, {after} KiB after {args.memory_users - failed} "
-              f"registrations: {per_user:.0f} bytes per registered user (target <= 1024)")
+        added = max(1, contacts_after - contacts_before)
+        per_user = (after - before) * 1024 / added
+        print(f"\ntandemd resident memory: {before} KiB with {contacts_before:.0f} contacts, {after} KiB with "
+              f"{contacts_after:.0f}: {per_user:.0f} bytes per registered user (target <= 1024)")
+        print(f"tandemd live heap: {(heap_after - heap_before) / added:.0f} bytes per registered user "
+              f"(what the data structures hold; resident minus this is allocator fragmentation)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,5 +1,7 @@
 #include "server/sip_service.h"
 
+#include <malloc.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -11,6 +13,7 @@ namespace {
 
 constexpr char kAllow[] = "REGISTER, OPTIONS, ACK, CANCEL, PUBLISH, SUBSCRIBE, NOTIFY, MESSAGE";
 constexpr auto kSweepInterval = std::chrono::seconds(1);
+constexpr size_t kTrimAfterTransactions = 1000;
 
 UserLookup UsersOf(Store& store) {
   return [&store](const std::string& user, const std::string& domain) { return store.FindUser(user, domain); };
@@ -98,10 +101,23 @@ void SipService::ScheduleSweep() {
     if (ec) return;
     bindings_.SweepExpired(NowUnixMillis());
     presence_.Sweep();
+    ReleaseMemoryAfterBursts();
     registered_users_->Set(static_cast<double>(bindings_.user_count()));
     registered_contacts_->Set(static_cast<double>(bindings_.binding_count()));
     ScheduleSweep();
   });
+}
+
+void SipService::ReleaseMemoryAfterBursts() {
+  // A registration storm leaves tens of thousands of finished transactions that
+  // linger for Timer J; once they are gone, hand the freed pages back to the OS so
+  // the resident size reflects what is live (glibc keeps freed heap otherwise).
+  size_t active = transport_.active_transactions();
+  transactions_since_trim_ = std::max(transactions_since_trim_, active);
+  if (active == 0 && transactions_since_trim_ >= kTrimAfterTransactions) {
+    ::malloc_trim(0);
+    transactions_since_trim_ = 0;
+  }
 }
 
 void SipService::OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction) {

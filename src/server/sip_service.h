@@ -47,6 +47,7 @@ class SipService {
  private:
   void OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction);
   void ScheduleSweep();
+  void ReleaseMemoryAfterBursts();
 
   const std::string address_;
   const uint16_t port_;
@@ -63,6 +64,7 @@ class SipService {
   std::thread thread_;
   Gauge* registered_users_;
   Gauge* registered_contacts_;
+  size_t transactions_since_trim_ = 0;  // the most transactions seen since the last trim
 };
 
 }  // namespace tandem
