@@ -89,3 +89,99 @@ std::span<const Migration> SqliteMigrations() {
 }
 
 }  // namespace tandem
+
+namespace tandem {
+
+// PostgreSQL: BIGINT for times and versions, BIGSERIAL for the change-log sequence,
+// BYTEA for content. Every text column sorts bytewise (COLLATE "C"), as SQLite's
+// BINARY does, so listings come out in the same order whatever the database locale.
+std::span<const Migration> PostgresMigrations() {
+  static const Migration kMigrations[] = {
+      {1, "cms versions",
+       "CREATE TABLE cms_versions ("
+       "  version BIGINT PRIMARY KEY,"
+       "  published_at_ms BIGINT NOT NULL,"
+       "  document TEXT NOT NULL)"},
+      {2, "users and change log",
+       "CREATE TABLE users ("
+       "  uri TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  username TEXT COLLATE \"C\" NOT NULL,"
+       "  domain TEXT COLLATE \"C\" NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  ha1_md5 TEXT NOT NULL,"
+       "  ha1_sha256 TEXT NOT NULL,"
+       "  ha1_md5_full TEXT NOT NULL,"
+       "  ha1_sha256_full TEXT NOT NULL,"
+       "  created_at_ms BIGINT NOT NULL);"
+       "CREATE UNIQUE INDEX users_by_name ON users(username, domain);"
+       // seq: strictly increasing and, because writers hold the store's writer lock
+       // until they commit, in commit order (see postgres_store.cc).
+       "CREATE TABLE change_log ("
+       "  seq BIGSERIAL PRIMARY KEY,"
+       "  at_ms BIGINT NOT NULL,"
+       "  module TEXT COLLATE \"C\" NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  key TEXT COLLATE \"C\" NOT NULL,"
+       "  op TEXT NOT NULL,"
+       "  payload TEXT NOT NULL)"},
+      // Lists (groups, attendees, allow/block) are JSON arrays of strings, as in
+      // SQLite, so both back-ends carry the same payloads.
+      {3, "user data and conference data",
+       "CREATE TABLE contact_groups ("
+       "  owner TEXT COLLATE \"C\" NOT NULL,"
+       "  name TEXT COLLATE \"C\" NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  created_at_ms BIGINT NOT NULL,"
+       "  PRIMARY KEY (owner, name));"
+       "CREATE TABLE contacts ("
+       "  owner TEXT COLLATE \"C\" NOT NULL,"
+       "  contact TEXT COLLATE \"C\" NOT NULL,"
+       "  display_name TEXT NOT NULL,"
+       "  groups TEXT NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  updated_at_ms BIGINT NOT NULL,"
+       "  PRIMARY KEY (owner, contact));"
+       "CREATE TABLE presence_notes ("
+       "  owner TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  note TEXT NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  updated_at_ms BIGINT NOT NULL);"
+       "CREATE TABLE privacy_settings ("
+       "  owner TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  policy TEXT NOT NULL CHECK (policy IN ('allow-contacts', 'allow-all', 'allow-listed')),"
+       "  allow_list TEXT NOT NULL,"
+       "  block_list TEXT NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  updated_at_ms BIGINT NOT NULL);"
+       "CREATE TABLE meetings ("
+       "  id TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  organizer TEXT COLLATE \"C\" NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  subject TEXT NOT NULL,"
+       "  start_ms BIGINT NOT NULL,"
+       "  end_ms BIGINT NOT NULL,"
+       "  attendees TEXT NOT NULL,"
+       "  pin TEXT NOT NULL,"
+       "  lobby TEXT NOT NULL CHECK (lobby IN ('open', 'organizer-admits', 'attendees-only')),"
+       "  state TEXT NOT NULL CHECK (state IN ('scheduled', 'cancelled')),"
+       "  created_ms BIGINT NOT NULL,"
+       "  updated_ms BIGINT NOT NULL,"
+       "  CHECK (end_ms > start_ms));"
+       "CREATE INDEX meetings_by_organizer ON meetings(organizer, start_ms);"
+       "CREATE INDEX meetings_by_home_pool ON meetings(home_pool, start_ms);"
+       // BYTEA is stored out of line (TOAST) once large, so listing metadata does
+       // not read the bytes.
+       "CREATE TABLE meeting_content ("
+       "  meeting_id TEXT COLLATE \"C\" NOT NULL,"
+       "  name TEXT COLLATE \"C\" NOT NULL,"
+       "  size BIGINT NOT NULL,"
+       "  sha256 TEXT NOT NULL,"
+       "  home_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  uploaded_ms BIGINT NOT NULL,"
+       "  content BYTEA NOT NULL,"
+       "  PRIMARY KEY (meeting_id, name))"},
+  };
+  return kMigrations;
+}
+
+}  // namespace tandem

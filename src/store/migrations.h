@@ -12,6 +12,8 @@ struct Migration {
   const char* sql;  // one or more statements
 };
 
+// The same schema, version for version, in each back-end's dialect.
 std::span<const Migration> SqliteMigrations();
+std::span<const Migration> PostgresMigrations();
 
 }  // namespace tandem

@@ -51,7 +51,10 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
 
 SqliteStore::SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
 
-SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+SqliteStore::~SqliteStore() {
+  sqlite3_finalize(find_user_stmt_);
+  sqlite3_close(db_);
+}
 
 Error SqliteStore::SqliteError(std::string_view what) const {
   return Error{ErrorCode::kIoError, fmt::format("SQLite store {}: {}: {}", path_, what, sqlite3_errmsg(db_))};
@@ -269,14 +272,25 @@ Status SqliteStore::RemoveUser(const std::string& uri) {
 
 Result<std::optional<UserRecord>> SqliteStore::FindUser(const std::string& username, const std::string& domain) {
   std::lock_guard lock(mu_);
-  Statement stmt(db_, fmt::format("SELECT {} FROM users WHERE username = ? AND domain = ?", kUserColumns).c_str());
-  if (!stmt.ok()) return std::unexpected(SqliteError("finding a user"));
-  BindText(stmt.get(), 1, username);
-  BindText(stmt.get(), 2, domain);
-  int rc = sqlite3_step(stmt.get());
-  if (rc == SQLITE_DONE) return std::optional<UserRecord>();
-  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("finding a user"));
-  return std::optional<UserRecord>(ReadUserRow(stmt.get()));
+  // On every REGISTER: the statement is prepared once and reused.
+  if (find_user_stmt_ == nullptr &&
+      sqlite3_prepare_v2(db_, fmt::format("SELECT {} FROM users WHERE username = ? AND domain = ?", kUserColumns).c_str(),
+                         -1, &find_user_stmt_, nullptr) != SQLITE_OK) {
+    return std::unexpected(SqliteError("finding a user"));
+  }
+  sqlite3_stmt* stmt = find_user_stmt_;
+  BindText(stmt, 1, username);
+  BindText(stmt, 2, domain);
+  int rc = sqlite3_step(stmt);
+  Result<std::optional<UserRecord>> result = std::optional<UserRecord>();
+  if (rc == SQLITE_ROW) {
+    result = std::optional<UserRecord>(ReadUserRow(stmt));
+  } else if (rc != SQLITE_DONE) {
+    result = std::unexpected(SqliteError("finding a user"));
+  }
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  return result;
 }
 
 Result<std::vector<UserRecord>> SqliteStore::ListUsers() {

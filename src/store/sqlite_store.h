@@ -12,6 +12,7 @@
 #include "store/store.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace tandem {
 
@@ -72,6 +73,7 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;
   sqlite3* db_;
+  sqlite3_stmt* find_user_stmt_ = nullptr;  // guarded by mu_; FindUser is on the REGISTER path
   std::string path_;
 };
 

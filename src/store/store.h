@@ -4,7 +4,8 @@
 // One interface, several implementations (SQLite embedded default; PostgreSQL).
 //
 // Thread-safety: a Store object may be used from several threads; implementations
-// serialize access internally. Several processes may open the same SQLite file.
+// serialize access internally. Several processes may open the same SQLite file
+// (or PostgreSQL database).
 #pragma once
 
 #include <cstdint>
@@ -311,5 +312,11 @@ class Store {
 
 // Opens (creating if needed) a SQLite store at `path` and migrates it.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Connects to a PostgreSQL store and migrates it. `dsn` is a libpq connection
+// string or URI, multi-host allowed ("host=db1,db2 port=5432,5432 dbname=tandem");
+// connections follow a promoted standby (target_session_attrs=read-write unless the
+// DSN says otherwise). Options and failure handling: store/postgres_store.h.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn);
 
 }  // namespace tandem
