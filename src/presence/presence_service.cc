@@ -52,13 +52,14 @@ void RespondWith(const std::shared_ptr<sip::ServerTransaction>& transaction, int
 
 PresenceService::PresenceService(PresenceOptions options, boost::asio::io_context& io, sip::SipTransport& transport,
                                  sip::ClientTransactions& uac, UserLookup users, WatcherAuthorizer authorize,
-                                 MetricsRegistry& metrics, const Clock& clock)
+                                 PresenceNoteLookup notes, MetricsRegistry& metrics, const Clock& clock)
     : options_(std::move(options)),
       io_(io),
       transport_(transport),
       uac_(uac),
       users_(std::move(users)),
       authorize_(std::move(authorize)),
+      notes_(std::move(notes)),
       clock_(clock),
       notifies_sent_(metrics.GetCounter("tandem_presence_notifies_total", "NOTIFYs sent to watchers")),
       notifies_failed_(metrics.GetCounter("tandem_presence_notify_failures_total",
@@ -187,6 +188,7 @@ void PresenceService::Notify(const Subscription& subscription, bool terminated) 
   PresenceState state;  // closed: what an unauthorized watcher sees, same as offline
   if (may_see) {
     if (auto composed = publications_.Compose(subscription.presentity, NowMs())) state = *composed;
+    if (state.note.empty() && notes_) state.note = notes_(subscription.presentity);
   }
   uint32_t cseq = terminated ? subscription.next_cseq : subscriptions_.NextCSeq(subscription.call_id, subscription.our_tag);
   if (cseq == 0) return;  // the dialog ended meanwhile

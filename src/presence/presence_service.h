@@ -29,6 +29,10 @@ enum class WatcherAccess { kAllowed, kBlocked, kNotAllowed };
 // May `watcher` see `presentity`'s presence (its contact list, allow/block lists, policy)?
 using WatcherAuthorizer = std::function<WatcherAccess(const std::string& presentity, const std::string& watcher)>;
 
+// The note the user set through the admin API ("" if none): shown when no device
+// published one.
+using PresenceNoteLookup = std::function<std::string(const std::string& presentity)>;
+
 struct PresenceOptions {
   std::string domain;
   uint32_t default_expires = 3600;
@@ -40,7 +44,7 @@ class PresenceService {
  public:
   PresenceService(PresenceOptions options, boost::asio::io_context& io, sip::SipTransport& transport,
                   sip::ClientTransactions& uac, UserLookup users, WatcherAuthorizer authorize,
-                  MetricsRegistry& metrics, const Clock& clock = SystemClock::Instance());
+                  PresenceNoteLookup notes, MetricsRegistry& metrics, const Clock& clock = SystemClock::Instance());
 
   void HandlePublish(const std::shared_ptr<sip::ServerTransaction>& transaction);
   void HandleSubscribe(const std::shared_ptr<sip::ServerTransaction>& transaction);
@@ -67,6 +71,7 @@ class PresenceService {
   sip::ClientTransactions& uac_;
   UserLookup users_;
   WatcherAuthorizer authorize_;
+  PresenceNoteLookup notes_;
   const Clock& clock_;
   PublicationStore publications_;
   SubscriptionTable subscriptions_;

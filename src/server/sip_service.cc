@@ -19,6 +19,13 @@ UserLookup UsersOf(Store& store) {
   return [&store](const std::string& user, const std::string& domain) { return store.FindUser(user, domain); };
 }
 
+PresenceNoteLookup NotesOf(Store& store) {
+  return [&store](const std::string& presentity) {
+    auto note = store.GetPresenceNote(presentity);
+    return note ? note->note : std::string();
+  };
+}
+
 MeetingMembersLookup MeetingsOf(Store& store) {
   return [&store](const std::string& id) -> std::optional<std::vector<std::string>> {
     auto meeting = store.GetMeeting(id);
@@ -54,7 +61,7 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
       registrar_(RegistrarOptions{.domain = topology.sip_domain, .authenticate = topology.sip_authenticate},
                  bindings_, authenticator_, UsersOf(store), metrics),
       presence_(PresenceOptions{.domain = topology.sip_domain}, io_, transport_, uac_, UsersOf(store),
-                std::move(authorize_watcher), metrics),
+                std::move(authorize_watcher), NotesOf(store), metrics),
       messages_(MessageOptions{.domain = topology.sip_domain}, uac_, bindings_, UsersOf(store), MeetingsOf(store),
                 metrics),
       sweep_timer_(io_),

@@ -40,6 +40,7 @@ class PresenceAndMessagingTest(unittest.TestCase):
         d = self.deployment
         d.tandem("user", "contacts", "add", "sip:alice@example.com", "sip:bob@example.com", check=True)
         d.tandem("user", "privacy", "set", "sip:alice@example.com", "--block", "sip:carol@example.com", check=True)
+        d.tandem("user", "note", "set", "sip:alice@example.com", "back at 3", check=True)
         bob = Sipp(self.sip_port, "subscribe_then_open.xml", [("bob", "alice", "example.com")])
         self.addCleanup(bob.stop)
         carol = Sipp(self.sip_port, "subscribe_then_closed.xml", [("carol", "alice", "example.com")])
