@@ -71,7 +71,7 @@ wait_ready() {
 # Prints the port it listens on.
 start_server() {
   local data=$1 port=$2 fixed=$3 log attempt
-  log="$data/../$(basename "$data").log"
+  log="$(dirname "$data")/$(basename "$data").log"
   for attempt in 1 2 3 4 5; do
     if as_owner "$PG_BIN/pg_ctl" start -w -t 60 -D "$data" -l "$log" -o "-p $port" >/dev/null; then
       echo "$port"
@@ -116,6 +116,9 @@ cmd_start() {
 
   local fixed_primary=yes fixed_standby=yes
   [[ -n $port ]] || { port=$(free_port); fixed_primary=no; }
+  # A start that fails half-way stops what it had started.
+  started_dir=$dir
+  trap 'if [[ -n ${started_dir:-} ]]; then cmd_stop "$started_dir" >/dev/null 2>&1 || true; fi' EXIT
 
   # --no-sync: a throw-away cluster needs no fsync of its initial files (the server
   # itself still syncs every commit).
@@ -170,6 +173,7 @@ EOF
       >"$dir/multi.dsn"
     dsn_for "$standby_port"
   fi
+  started_dir=""
 }
 
 cmd_stop() {
@@ -187,8 +191,16 @@ cmd_stop() {
   [[ -d $dir ]] || die "$dir does not exist"
   for name in "${names[@]}"; do
     local data="$dir/$name"
-    # Only servers this script started: their PID file lives in DIR.
+    # Only servers this script started: their PID file lives in DIR, and the
+    # process it names still runs there (a postmaster's working directory is its
+    # data directory), so a stale file never gets another process signalled.
     [[ -f $data/postmaster.pid ]] || continue
+    local pid
+    pid=$(head -n 1 "$data/postmaster.pid")
+    if [[ ! $pid =~ ^[0-9]+$ ]] || [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) != "$(cd "$data" && pwd -P)" ]]; then
+      echo "pg-cluster: $data/postmaster.pid is stale (no server of this cluster runs); nothing to stop" >&2
+      continue
+    fi
     if ! as_owner "$PG_BIN/pg_ctl" stop -D "$data" -m "$mode" -w -t 60 >/dev/null; then
       echo "pg-cluster: could not stop the server in $data" >&2
       status=1

@@ -72,11 +72,16 @@ Result<std::unique_ptr<Store>> OpenPoolStore(const PoolSpec& pool, const std::st
       }
       return store;
     }
-    case BackendType::kPostgres:
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       fmt::format("pool {} uses a PostgreSQL back-end, which this build does not support yet; use "
-                                   "backend = {{ type = \"sqlite\", path = \"...\" }}",
-                                   pool.fqdn));
+    case BackendType::kPostgres: {
+      // The DSN may name the primary and its standby (host=a,b port=x,y): libpq then
+      // connects to whichever accepts writes, so servers follow a promoted standby.
+      auto store = OpenPostgresStore(pool.backend.postgres_dsn);
+      if (!store) {
+        return MakeError(store.error().code, fmt::format("cannot open the back-end store of pool {}: {}", pool.fqdn,
+                                                         store.error().message));
+      }
+      return store;
+    }
   }
   return MakeError(ErrorCode::kInternal, "unknown back-end type");
 }

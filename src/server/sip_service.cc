@@ -129,11 +129,16 @@ void SipService::ReleaseMemoryAfterBursts() {
 
 void SipService::OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction) {
   const sip::SipMessage& request = transaction->request();
-  metrics_.GetCounter("tandem_sip_requests_total", "SIP requests by method (new transactions)",
-                      fmt::format("method=\"{}\"", request.method_id() == sip::Method::kUnknown
-                                                         ? std::string_view("other")
-                                                         : sip::MethodName(request.method_id())))
-      ->Increment();
+  const auto method_index = static_cast<size_t>(request.method_id());
+  Counter* counter = method_index < requests_by_method_.size() ? requests_by_method_[method_index] : nullptr;
+  if (counter == nullptr) {
+    counter = metrics_.GetCounter("tandem_sip_requests_total", "SIP requests by method (new transactions)",
+                                  fmt::format("method=\"{}\"", request.method_id() == sip::Method::kUnknown
+                                                                     ? std::string_view("other")
+                                                                     : sip::MethodName(request.method_id())));
+    if (method_index < requests_by_method_.size()) requests_by_method_[method_index] = counter;
+  }
+  counter->Increment();
   switch (request.method_id()) {
     case sip::Method::kRegister:
       registrar_.HandleRegister(transaction);

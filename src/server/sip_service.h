@@ -7,6 +7,7 @@
 // Thread-safety: Start/Stop from the owning thread; the rest runs on the SIP thread.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <thread>
@@ -65,6 +66,9 @@ class SipService {
   Gauge* registered_users_;
   Gauge* registered_contacts_;
   size_t transactions_since_trim_ = 0;  // the most transactions seen since the last trim
+  // tandem_sip_requests_total by method, indexed by sip::Method (looked up once: the
+  // registry lookup formats labels and takes a lock). SIP thread only.
+  std::array<Counter*, 32> requests_by_method_{};
 };
 
 }  // namespace tandem

@@ -88,10 +88,6 @@ std::span<const Migration> SqliteMigrations() {
   return kMigrations;
 }
 
-}  // namespace tandem
-
-namespace tandem {
-
 // PostgreSQL: BIGINT for times and versions, BIGSERIAL for the change-log sequence,
 // BYTEA for content. Every text column sorts bytewise (COLLATE "C"), as SQLite's
 // BINARY does, so listings come out in the same order whatever the database locale.

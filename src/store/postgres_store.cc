@@ -297,6 +297,10 @@ ContentInfo ReadContentInfoRow(const PGresult* r, int row) {
 
 // "host=… port=… dbname=…" of a DSN, for messages (never its password).
 std::string DescribeDsn(const std::string& dsn) {
+  // libpq takes a string that is neither key=value pairs nor a URI as a database name.
+  if (dsn.find('=') == std::string::npos && dsn.find("://") == std::string::npos) {
+    return dsn.empty() ? "(libpq defaults)" : "dbname=" + dsn;
+  }
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
   if (!options) {
@@ -375,8 +379,6 @@ class ConnectionPool {
     }
     for (PGconn* c : to_close) PQfinish(c);
   }
-
-  const std::string& description() const { return description_; }
 
  private:
   Result<PGconn*> Connect() {

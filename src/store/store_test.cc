@@ -204,7 +204,9 @@ std::string DsnWith(const std::string& dsn, const std::vector<std::pair<std::str
 enum class Backend { kSqlite, kPostgres };
 
 std::string_view BackendName(Backend backend) { return backend == Backend::kSqlite ? "Sqlite" : "Postgres"; }
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) { return std::string(BackendName(info.param)); }
+std::string BackendTestName(const ::testing::TestParamInfo<Backend>& info) {
+  return std::string(BackendName(info.param));
+}
 // How gtest (and so CTest's test names) prints the parameter.
 void PrintTo(Backend backend, std::ostream* out) { *out << BackendName(backend); }
 
@@ -335,7 +337,7 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   std::unique_ptr<StoreLocation> location_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendTestName);
 
 UserRecord User(const std::string& name) {
   return UserRecord{"sip:" + name + "@example.com", name, "example.com", "pool1.example.com", "m", "s", "mf", "sf", 42};
@@ -541,9 +543,9 @@ class DataStoreTest : public StoreTest {
 using UserDataStoreTest = DataStoreTest;
 using ConferenceStoreTest = DataStoreTest;
 INSTANTIATE_TEST_SUITE_P(Backends, UserDataStoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         BackendName);
+                         BackendTestName);
 INSTANTIATE_TEST_SUITE_P(Backends, ConferenceStoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         BackendName);
+                         BackendTestName);
 
 MeetingRecord Meeting(const std::string& id, const std::string& organizer = kAlice) {
   MeetingRecord meeting;
