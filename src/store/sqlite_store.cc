@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "store/migrations.h"
+#include "store/store_checks.h"
 
 namespace tandem {
 namespace {
@@ -359,54 +360,6 @@ int ExecuteOnce(sqlite3* db, const char* sql, const Args&... args) {
   return sqlite3_step(stmt.get());
 }
 
-// JSON text that never throws: the store refuses non-UTF-8 input before this.
-std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-Result<std::vector<std::string>> ParseStringList(const std::string& text, std::string_view what) {
-  json parsed = json::parse(text, nullptr, false);
-  std::vector<std::string> list;
-  if (!parsed.is_array()) {
-    return MakeError(ErrorCode::kCorruption, fmt::format("stored {} is not a JSON array", what));
-  }
-  for (const json& item : parsed) {
-    if (!item.is_string()) return MakeError(ErrorCode::kCorruption, fmt::format("stored {} holds a non-string", what));
-    list.push_back(item.get<std::string>());
-  }
-  return list;
-}
-
-Status CheckText(std::string_view field, std::string_view value) {
-  if (!IsValidUtf8(value)) return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is not valid UTF-8", field));
-  return OkStatus();
-}
-
-Status CheckTexts(std::string_view field, const std::vector<std::string>& values) {
-  for (const std::string& value : values) {
-    if (auto s = CheckText(field, value); !s) return s;
-  }
-  return OkStatus();
-}
-
-// The list without repeated entries, first occurrence kept.
-std::vector<std::string> WithoutDuplicates(const std::vector<std::string>& list) {
-  std::vector<std::string> out;
-  for (const std::string& item : list) {
-    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
-  }
-  return out;
-}
-
-bool IsLowerHex(std::string_view text, size_t length) {
-  return text.size() == length && std::all_of(text.begin(), text.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-bool IsPin(std::string_view pin) {
-  return pin.size() >= 4 && pin.size() <= 12 &&
-         std::all_of(pin.begin(), pin.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 std::string Base64(std::string_view bytes) {
   using boost::archive::iterators::base64_from_binary;
   using boost::archive::iterators::transform_width;
@@ -414,16 +367,6 @@ std::string Base64(std::string_view bytes) {
   std::string out(Encoder(bytes.data()), Encoder(bytes.data() + bytes.size()));
   out.append((3 - bytes.size() % 3) % 3, '=');
   return out;
-}
-
-Status CheckMeeting(const MeetingRecord& meeting) {
-  auto invalid = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
-  if (!IsLowerHex(meeting.id, 16)) return invalid(fmt::format("meeting id '{}' is not 16 lower-case hex digits", meeting.id));
-  if (!IsPin(meeting.pin)) return invalid("the dial-in PIN must be 4 to 12 digits");
-  if (meeting.end_ms <= meeting.start_ms) return invalid("a meeting must end after it starts");
-  if (auto s = CheckText("the subject", meeting.subject); !s) return s;
-  if (auto s = CheckText("the organizer", meeting.organizer); !s) return s;
-  return CheckTexts("an attendee", meeting.attendees);
 }
 
 constexpr const char* kMeetingColumns =

@@ -1,0 +1,31 @@
+// Checks and small conversions every Store implementation applies the same way
+// before it writes, so SQLite and PostgreSQL accept and refuse the same input.
+// Thread-safety: free functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "store/store.h"
+
+namespace tandem {
+
+// JSON text that never throws: the stores refuse non-UTF-8 input before this.
+std::string Dump(const nlohmann::json& value);
+// A stored JSON array of strings; kCorruption if it is not one.
+Result<std::vector<std::string>> ParseStringList(const std::string& text, std::string_view what);
+// kInvalidArgument naming `field` when the value is not UTF-8.
+Status CheckText(std::string_view field, std::string_view value);
+Status CheckTexts(std::string_view field, const std::vector<std::string>& values);
+// The list without repeated entries, first occurrence kept.
+std::vector<std::string> WithoutDuplicates(const std::vector<std::string>& list);
+bool IsLowerHex(std::string_view text, size_t length);
+bool IsPin(std::string_view pin);  // 4 to 12 digits
+// A meeting's id, PIN, times and texts.
+Status CheckMeeting(const MeetingRecord& meeting);
+
+}  // namespace tandem
