@@ -231,6 +231,34 @@ void AddUserCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json
   });
 }
 
+void AddPoolCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
+  auto* pool = app.add_subcommand("pool", "pools: membership (and, later, failover and failback)")->require_subcommand(1);
+  auto* status = pool->add_subcommand("status", "live servers, lease ages, routing groups and registrations");
+  status->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "GET", "/pool/status");
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+      return;
+    }
+    for (const json& pool_status : answer["pools"]) {
+      std::string fqdn = pool_status["pool"].get<std::string>();
+      if (pool_status.value("unreachable", false)) {
+        std::printf("pool %s: UNREACHABLE\n\n", fqdn.c_str());
+        continue;
+      }
+      std::printf("pool %s: %d live servers\n", fqdn.c_str(), pool_status["live_servers"].get<int>());
+      std::printf("  %-10s %-6s %-10s %-7s %s\n", "SERVER", "LIVE", "LEASE AGE", "GROUPS", "REGISTERED USERS");
+      for (const json& server : pool_status["servers"]) {
+        std::string users = server["registered_users"].is_null() ? "-" : server["registered_users"].dump();
+        std::printf("  %-10s %-6s %-10.1f %-7d %s\n", server["id"].get<std::string>().c_str(),
+                    server["live"].get<bool>() ? "yes" : "no", server["lease_age_seconds"].get<double>(),
+                    server["groups"].get<int>(), users.c_str());
+      }
+      std::printf("\n");
+    }
+  });
+}
+
 void AddLauncherCommands(CLI::App& app, ConnectionOptions& connection) {
   auto* up = app.add_subcommand("up", "start every server of a topology on this machine");
   static UpOptions up_options;
@@ -269,6 +297,7 @@ int RunCli(int argc, char** argv) {
   AddUserCommands(app, connection, as_json);
   AddUserDataCommands(app, connection, as_json);  // adds to the `user` command: after AddUserCommands
   AddMeetingCommands(app, connection, as_json);
+  AddPoolCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
 
   try {

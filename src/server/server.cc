@@ -17,6 +17,7 @@
 #include "admin/http_server.h"
 #include "cms/cms_agent.h"
 #include "cms/cms_replica.h"
+#include "pool/pool_membership.h"
 #include "server/sip_service.h"
 #include "common/file_util.h"
 #include "conference/conference_service.h"
@@ -125,6 +126,10 @@ class ServerImpl final : public Server {
                                         *replica_, *store_, metrics_);
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
+    membership_ = std::make_unique<PoolMembership>(
+        MembershipOptions{.server_id = options_.server_id, .pool = pool_fqdn_, .admin_token = token_}, *store_,
+        *replica_, metrics_);
+    if (auto joined = membership_->Start(); !joined) return joined;
     users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
     sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
     if (auto started = sip_->Start(); !started) return started;
@@ -135,6 +140,7 @@ class ServerImpl final : public Server {
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
     users_->RegisterRoutes(http_);
+    membership_->RegisterRoutes(http_);
     user_data_->RegisterRoutes(http_);
     conference_->RegisterRoutes(http_);
     auto port = http_.Listen(self->address, self->admin_port);
@@ -168,6 +174,7 @@ class ServerImpl final : public Server {
 
  private:
   void Shutdown() {
+    if (membership_) membership_->Stop();  // release the lease first: the others take over at once
     if (sip_) sip_->Stop();
     if (agent_) agent_->Stop();
   }
@@ -209,6 +216,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<CmsReplica> replica_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<CmsAgent> agent_;
+  std::unique_ptr<PoolMembership> membership_;
   std::unique_ptr<UserService> users_;
   std::unique_ptr<SipService> sip_;
   std::unique_ptr<UserDataService> user_data_;

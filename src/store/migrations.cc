@@ -84,6 +84,12 @@ std::span<const Migration> SqliteMigrations() {
        "  uploaded_ms INTEGER NOT NULL,"
        "  content BLOB NOT NULL,"
        "  PRIMARY KEY (meeting_id, name))"},
+      {4, "pool membership leases",
+       "CREATE TABLE pool_leases ("
+       "  server_id TEXT PRIMARY KEY,"
+       "  pool TEXT NOT NULL,"
+       "  renewed_at_ms INTEGER NOT NULL,"
+       "  expires_at_ms INTEGER NOT NULL)"},
   };
   return kMigrations;
 }
@@ -176,6 +182,12 @@ std::span<const Migration> PostgresMigrations() {
        "  uploaded_ms BIGINT NOT NULL,"
        "  content BYTEA NOT NULL,"
        "  PRIMARY KEY (meeting_id, name))"},
+      {4, "pool membership leases",
+       "CREATE TABLE pool_leases ("
+       "  server_id TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  pool TEXT COLLATE \"C\" NOT NULL,"
+       "  renewed_at_ms BIGINT NOT NULL,"
+       "  expires_at_ms BIGINT NOT NULL)"},
   };
   return kMigrations;
 }

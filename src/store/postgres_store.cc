@@ -495,6 +495,9 @@ class PostgresStore final : public Store {
   Result<std::optional<ContentRecord>> GetContent(const std::string& meeting_id, const std::string& name) override;
   Result<std::vector<ContentInfo>> ListContent(const std::string& meeting_id) override;
   Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) override;
+  Status RenewLease(const LeaseRecord& lease) override;
+  Status ReleaseLease(const std::string& server_id) override;
+  Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) override;
 
  private:
   using Body = std::function<Status(Tx&)>;
@@ -762,6 +765,41 @@ Result<std::vector<UserRecord>> PostgresStore::ListUsers() {
   });
   if (!read) return std::unexpected(read.error());
   return users;
+}
+
+Status PostgresStore::RenewLease(const LeaseRecord& lease) {
+  return Transact("renewing a lease", TxMode::kWrite, [&](Tx& tx) -> Status {
+    return tx.Run("renewing a lease",
+                  "INSERT INTO pool_leases(server_id, pool, renewed_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4) "
+                  "ON CONFLICT (server_id) DO UPDATE SET pool = EXCLUDED.pool, renewed_at_ms = EXCLUDED.renewed_at_ms, "
+                  "expires_at_ms = EXCLUDED.expires_at_ms",
+                  Params(lease.server_id, lease.pool, lease.renewed_at_ms, lease.expires_at_ms));
+  }, /*idempotent=*/true);
+}
+
+Status PostgresStore::ReleaseLease(const std::string& server_id) {
+  return Transact("releasing a lease", TxMode::kWrite, [&](Tx& tx) -> Status {
+    return tx.Run("releasing a lease", "DELETE FROM pool_leases WHERE server_id = $1", Params(server_id));
+  }, /*idempotent=*/true);
+}
+
+Result<std::vector<LeaseRecord>> PostgresStore::ListLeases(const std::string& pool) {
+  std::vector<LeaseRecord> leases;
+  auto read = Transact("listing leases", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto result = tx.Query("listing leases",
+                           "SELECT server_id, pool, renewed_at_ms, expires_at_ms FROM pool_leases WHERE pool = $1 "
+                           "ORDER BY server_id",
+                           Params(pool));
+    if (!result) return std::unexpected(result.error());
+    leases.clear();
+    for (int row = 0; row < PQntuples(result->get()); ++row) {
+      leases.push_back(LeaseRecord{Text(result->get(), row, 0), Text(result->get(), row, 1),
+                                   Int(result->get(), row, 2), Int(result->get(), row, 3)});
+    }
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return leases;
 }
 
 Result<std::vector<ChangeRecord>> PostgresStore::ReadChanges(int64_t after_seq, int limit) {

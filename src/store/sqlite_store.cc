@@ -1087,4 +1087,39 @@ Result<std::vector<ContentInfo>> SqliteStore::ListContent(const std::string& mee
   return files;
 }
 
+Status SqliteStore::RenewLease(const LeaseRecord& lease) {
+  std::lock_guard lock(mu_);
+  int rc = ExecuteOnce(db_,
+                       "INSERT INTO pool_leases(server_id, pool, renewed_at_ms, expires_at_ms) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT(server_id) DO UPDATE SET pool = excluded.pool, renewed_at_ms = excluded.renewed_at_ms, "
+                       "expires_at_ms = excluded.expires_at_ms",
+                       lease.server_id, lease.pool, lease.renewed_at_ms, lease.expires_at_ms);
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("renewing a lease"));
+  return OkStatus();
+}
+
+Status SqliteStore::ReleaseLease(const std::string& server_id) {
+  std::lock_guard lock(mu_);
+  if (ExecuteOnce(db_, "DELETE FROM pool_leases WHERE server_id = ?", server_id) != SQLITE_DONE) {
+    return std::unexpected(SqliteError("releasing a lease"));
+  }
+  return OkStatus();
+}
+
+Result<std::vector<LeaseRecord>> SqliteStore::ListLeases(const std::string& pool) {
+  std::lock_guard lock(mu_);
+  Statement stmt(db_, "SELECT server_id, pool, renewed_at_ms, expires_at_ms FROM pool_leases WHERE pool = ? "
+                      "ORDER BY server_id");
+  if (!stmt.ok()) return std::unexpected(SqliteError("listing leases"));
+  BindText(stmt.get(), 1, pool);
+  std::vector<LeaseRecord> leases;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    leases.push_back(LeaseRecord{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1),
+                                 sqlite3_column_int64(stmt.get(), 2), sqlite3_column_int64(stmt.get(), 3)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing leases"));
+  return leases;
+}
+
 }  // namespace tandem

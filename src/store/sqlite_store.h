@@ -52,6 +52,9 @@ class SqliteStore final : public Store {
   Result<std::optional<ContentRecord>> GetContent(const std::string& meeting_id, const std::string& name) override;
   Result<std::vector<ContentInfo>> ListContent(const std::string& meeting_id) override;
   Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) override;
+  Status RenewLease(const LeaseRecord& lease) override;
+  Status ReleaseLease(const std::string& server_id) override;
+  Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) override;
 
  private:
   Status Exec(const char* sql);  // requires mu_ held

@@ -57,6 +57,15 @@ struct ChangeRecord {
 // store (a Store's FindUser, or a cache in front of it).
 using UserLookup = std::function<Result<std::optional<UserRecord>>(const std::string& user, const std::string& domain)>;
 
+// A server's membership lease in its pool (soft state: no change-log record). A
+// server is live while now < expires_at_ms.
+struct LeaseRecord {
+  std::string server_id;
+  std::string pool;
+  int64_t renewed_at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
 // The JSON form of a user, as the change log carries it.
 std::string UserPayloadJson(const UserRecord& user);
 
@@ -308,6 +317,12 @@ class Store {
 
   // Change-log entries with seq > `after_seq`, oldest first, at most `limit`.
   virtual Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) = 0;
+
+  // Pool membership: insert or extend this server's lease; drop it on a clean stop;
+  // every lease of a pool (live or expired; the caller compares with its clock).
+  virtual Status RenewLease(const LeaseRecord& lease) = 0;
+  virtual Status ReleaseLease(const std::string& server_id) = 0;
+  virtual Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) = 0;
 };
 
 // Opens (creating if needed) a SQLite store at `path` and migrates it.

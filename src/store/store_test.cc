@@ -409,6 +409,24 @@ TEST_P(StoreTest, ConcurrentPublishIsDetected) {
   EXPECT_EQ((*store->LatestCmsVersion())->document, "a");
 }
 
+TEST_P(StoreTest, LeasesAreRenewedListedPerPoolAndReleasedWithoutChangeLog) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->RenewLease({"fe1", "pool1.example.com", 1000, 4000}));
+  ASSERT_TRUE(store->RenewLease({"fe2", "pool1.example.com", 1000, 4000}));
+  ASSERT_TRUE(store->RenewLease({"fe9", "pool2.example.com", 1000, 4000}));
+  ASSERT_TRUE(store->RenewLease({"fe1", "pool1.example.com", 2000, 5000}));
+  auto leases = store->ListLeases("pool1.example.com");
+  ASSERT_TRUE(leases) << leases.error().message;
+  ASSERT_EQ(leases->size(), 2u);
+  EXPECT_EQ((*leases)[0].server_id, "fe1");
+  EXPECT_EQ((*leases)[0].expires_at_ms, 5000);
+  EXPECT_EQ((*leases)[1].server_id, "fe2");
+  ASSERT_TRUE(store->ReleaseLease("fe2"));
+  EXPECT_EQ(store->ListLeases("pool1.example.com")->size(), 1u);
+  EXPECT_TRUE(store->ReadChanges(0, 100)->empty()) << "leases are soft state, never shipped";
+}
+
 TEST_P(StoreTest, EveryUserMutationAppendsOneChangeInOrder) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
