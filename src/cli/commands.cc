@@ -259,6 +259,44 @@ void AddPoolCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json
   });
 }
 
+void AddBackendCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
+  auto* backend = app.add_subcommand("backend", "back-end databases: status and failover")->require_subcommand(1);
+  auto* status = backend->add_subcommand("status", "primary, standby, synchronous state and replay lag");
+  static std::string status_pool;
+  status->add_option("--pool", status_pool, "only this pool");
+  status->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "GET", "/backend/status" + (status_pool.empty() ? "" : "?pool=" + UrlEncode(status_pool)));
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+      return;
+    }
+    for (const json& pool : answer["pools"]) {
+      std::printf("pool %s: %s back-end\n", pool["pool"].get<std::string>().c_str(),
+                  pool["backend"].get<std::string>().c_str());
+      if (!pool.contains("servers")) continue;
+      for (const json& server : pool["servers"]) {
+        std::printf("  %-24s %s\n", server["server"].get<std::string>().c_str(),
+                    server["role"].get<std::string>().c_str());
+      }
+      std::printf("  synchronous standby: %s; replay lag: %s s\n",
+                  pool["synchronous"].is_null() ? "unknown" : (pool["synchronous"].get<bool>() ? "yes" : "NO"),
+                  pool["replay_lag_seconds"].is_null() ? "-" : pool["replay_lag_seconds"].dump().c_str());
+    }
+  });
+  auto* failover = backend->add_subcommand("failover", "promote the pool's synchronous standby (primary lost)");
+  static std::string failover_pool;
+  failover->add_option("--pool", failover_pool, "FQDN of the pool")->required();
+  failover->callback([&connection, &as_json] {
+    json answer = CallJson(connection, "POST", "/backend/failover?pool=" + UrlEncode(failover_pool));
+    if (as_json) {
+      std::printf("%s\n", answer.dump(2).c_str());
+      return;
+    }
+    std::printf("Promoted %s for pool %s in %.2f s; servers reconnect by themselves.\n",
+                answer["promoted"].get<std::string>().c_str(), failover_pool.c_str(), answer["seconds"].get<double>());
+  });
+}
+
 void AddLauncherCommands(CLI::App& app, ConnectionOptions& connection) {
   auto* up = app.add_subcommand("up", "start every server of a topology on this machine");
   static UpOptions up_options;
@@ -298,6 +336,7 @@ int RunCli(int argc, char** argv) {
   AddUserDataCommands(app, connection, as_json);  // adds to the `user` command: after AddUserCommands
   AddMeetingCommands(app, connection, as_json);
   AddPoolCommands(app, connection, as_json);
+  AddBackendCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
 
   try {

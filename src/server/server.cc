@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/http_server.h"
+#include "backend/backend_admin.h"
 #include "cms/cms_agent.h"
 #include "cms/cms_replica.h"
 #include "pool/pool_membership.h"
@@ -76,7 +77,9 @@ Result<std::unique_ptr<Store>> OpenPoolStore(const PoolSpec& pool, const std::st
     case BackendType::kPostgres: {
       // The DSN may name the primary and its standby (host=a,b port=x,y): libpq then
       // connects to whichever accepts writes, so servers follow a promoted standby.
-      auto store = OpenPostgresStore(pool.backend.postgres_dsn);
+      auto dsn = MultiHostDsn(pool.backend.postgres_dsn, pool.backend.postgres_mirror_dsn);
+      if (!dsn) return std::unexpected(dsn.error());
+      auto store = OpenPostgresStore(*dsn);
       if (!store) {
         return MakeError(store.error().code, fmt::format("cannot open the back-end store of pool {}: {}", pool.fqdn,
                                                          store.error().message));
@@ -191,6 +194,33 @@ class ServerImpl final : public Server {
           {"cms", agent_->StatusJson()},
           {"sip", sip_->StatusJson()}};
       return HttpResponse::Json(200, status.dump());
+    });
+    // Back-end HA: any server may report on or fail over any pool's PostgreSQL pair;
+    // it connects to the databases the topology names.
+    http_.Route("GET", "/backend/status", [this](const HttpRequest& request) {
+      auto snapshot = replica_->Current();
+      nlohmann::json pools = nlohmann::json::array();
+      auto wanted = request.query.find("pool");
+      for (const PoolSpec& pool : snapshot.topology->pools) {
+        if (wanted != request.query.end() && wanted->second != pool.fqdn) continue;
+        auto status = BackendStatus(pool);
+        if (!status) return HttpResponse::Error(503, status.error().message);
+        pools.push_back(*status);
+      }
+      if (pools.empty()) return HttpResponse::Error(404, "no such pool in the topology");
+      return HttpResponse::Json(200, nlohmann::json{{"pools", pools}}.dump());
+    });
+    http_.Route("POST", "/backend/failover", [this](const HttpRequest& request) {
+      auto snapshot = replica_->Current();
+      auto wanted = request.query.find("pool");
+      const PoolSpec* pool = wanted == request.query.end() ? nullptr : snapshot.topology->FindPool(wanted->second);
+      if (pool == nullptr) return HttpResponse::Error(404, "name a pool of the topology with ?pool=FQDN");
+      auto done = BackendFailover(*pool);
+      if (!done) {
+        return HttpResponse::Error(done.error().code == ErrorCode::kFailedPrecondition ? 409 : 503,
+                                   done.error().message);
+      }
+      return HttpResponse::Json(200, done->dump());
     });
     http_.Route("GET", "/metrics", [this](const HttpRequest&) {
       metrics_.GetGauge("tandem_uptime_seconds", "Seconds since this server started")

@@ -1,6 +1,9 @@
 """A pool whose back-end is a real PostgreSQL 15 primary with a synchronous standby
 (scripts/pg-cluster.sh), driven through tandem up and the CLI: the CMS and the users
-live there, and the servers keep working after the standby is promoted."""
+live there; `tandem backend status` reports the pair; `tandem backend failover` is
+refused while the primary is up, and after the primary is killed promotes the standby
+with every acknowledged write, and the servers follow it without a restart."""
+import json
 import os
 import shutil
 import subprocess
@@ -23,10 +26,12 @@ class PostgresPoolTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.pg_dir, True)
         self.addCleanup(subprocess.run, ["bash", PG_CLUSTER, "stop", self.pg_dir], capture_output=True, timeout=120)
         self.assertEqual(started.returncode, 0, started.stdout + started.stderr)
-        with open(os.path.join(self.pg_dir, "multi.dsn")) as f:
+        with open(os.path.join(self.pg_dir, "dsn")) as f:
             dsn = f.read().strip()
+        with open(os.path.join(self.pg_dir, "standby.dsn")) as f:
+            mirror = f.read().strip()
         pools = [{"fqdn": "pool1.example.com", "site": "siteA", "servers": ["p1fe1", "p1fe2"],
-                  "backend": f'{{ type = "postgres", dsn = "{dsn}" }}'}]
+                  "backend": f'{{ type = "postgres", dsn = "{dsn}", mirror_dsn = "{mirror}" }}'}]
         self.d = Deployment(topology_text(pools))
         self.addCleanup(self.d.close)
         self.d.up()
@@ -45,12 +50,24 @@ class PostgresPoolTest(unittest.TestCase):
             self.assertIn("sip:alice@example.com", body)
         self.assertEqual(d.status("p1fe2")["cms"]["version"], 1)
 
-        # Lose the primary; promote the synchronous standby; the servers follow it.
+        status = json.loads(d.tandem("--json", "backend", "status", "--pool", "pool1.example.com",
+                                     check=True).stdout)["pools"][0]
+        self.assertEqual([s["role"] for s in status["servers"]], ["primary", "standby"])
+        self.assertTrue(status["synchronous"])
+
+        # With the primary up, a failover would make two primaries: refused, nothing changes.
+        refused = d.tandem("backend", "failover", "--pool", "pool1.example.com")
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("still reachable", refused.stderr)
+        self.assertEqual([s["role"] for s in json.loads(d.tandem(
+            "--json", "backend", "status", check=True).stdout)["pools"][0]["servers"]], ["primary", "standby"])
+
+        # Lose the primary; fail over to the synchronous standby; the servers follow it.
         subprocess.run(["bash", PG_CLUSTER, "stop", self.pg_dir, "primary", "--immediate"], check=True,
                        capture_output=True, timeout=60)
-        promoted = subprocess.run(["bash", PG_CLUSTER, "promote", self.pg_dir], capture_output=True, text=True,
-                                  timeout=60)
+        promoted = d.tandem("backend", "failover", "--pool", "pool1.example.com")
         self.assertEqual(promoted.returncode, 0, promoted.stdout + promoted.stderr)
+        self.assertIn("Promoted", promoted.stdout)
         def add_bob():
             # A try whose outcome was unknown (connection lost at COMMIT) may have added
             # bob: then the retry says so, which is success too.
