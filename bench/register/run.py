@@ -204,22 +204,19 @@ def main():
             while time.monotonic() < deadline and server.metric("tandem_sip_server_transactions") != 0:
                 time.sleep(1)
             time.sleep(2)  # the next sweep returns freed memory after the burst
-            return (rss_kib(server.process.pid), server.metric("tandem_heap_in_use_bytes") or 0,
-                    server.metric("tandem_registrar_contacts") or 0)
+            return rss_kib(server.process.pid), server.metric("tandem_registrar_contacts") or 0
 
         try:
             run_sipp(work, server.sip_port, "udp", False, 2000, args.memory_users)
-            before, heap_before, contacts_before = settled()
+            before, contacts_before = settled()
             run_sipp(work, server.sip_port, "udp", False, args.memory_users, args.memory_users)
-            after, heap_after, contacts_after = settled()
+            after, contacts_after = settled()
         finally:
             server.stop()
         added = max(1, contacts_after - contacts_before)
         per_user = (after - before) * 1024 / added
         print(f"\ntandemd resident memory: {before} KiB with {contacts_before:.0f} contacts, {after} KiB with "
               f"{contacts_after:.0f}: {per_user:.0f} bytes per registered user (target <= 1024)")
-        print(f"tandemd live heap: {(heap_after - heap_before) / added:.0f} bytes per registered user "
-              f"(what the data structures hold; resident minus this is allocator fragmentation)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -77,6 +77,12 @@ std::string_view TrimLws(std::string_view s) {
 }
 
 const EVP_MD* MessageDigest(DigestAlgorithm algorithm) {
+  // Fetched once: with OpenSSL 3, EVP_md5()/EVP_sha256() make every EVP_DigestInit_ex
+  // look the implementation up again in the provider store (under its lock).
+  static const EVP_MD* const md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  static const EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  const EVP_MD* fetched = algorithm == DigestAlgorithm::kSha256 ? sha256 : md5;
+  if (fetched != nullptr) return fetched;
   return algorithm == DigestAlgorithm::kSha256 ? EVP_sha256() : EVP_md5();
 }
 

@@ -2,7 +2,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -82,9 +84,20 @@ std::string_view NonceStatusName(NonceStatus status) {
   return "invalid";
 }
 
+void NonceManager::MacContextFree::operator()(EVP_MAC_CTX* ctx) const { EVP_MAC_CTX_free(ctx); }
+
 NonceManager::NonceManager(NonceManagerOptions options, const Clock& clock)
     : options_(std::move(options)), clock_(clock), secret_(options_.secret) {
   if (secret_.empty()) secret_ = RandomBytes(kGeneratedSecretBytes);
+  EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  TANDEM_CHECK(hmac != nullptr);
+  mac_template_.reset(EVP_MAC_CTX_new(hmac));
+  EVP_MAC_free(hmac);  // the context keeps its own reference
+  TANDEM_CHECK(mac_template_ != nullptr);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  TANDEM_CHECK(EVP_MAC_init(mac_template_.get(), reinterpret_cast<const unsigned char*>(secret_.data()),
+                            secret_.size(), params) == 1);
 }
 
 NonceManager::TimestampMs NonceManager::NowMs() const {
@@ -93,15 +106,14 @@ NonceManager::TimestampMs NonceManager::NowMs() const {
 }
 
 std::string NonceManager::Mac(std::string_view stamp_and_random, std::string_view realm) const {
-  std::string data;
-  data.reserve(stamp_and_random.size() + realm.size());
-  data.append(stamp_and_random);
-  data.append(realm);
+  std::unique_ptr<EVP_MAC_CTX, MacContextFree> ctx(EVP_MAC_CTX_dup(mac_template_.get()));
+  TANDEM_CHECK(ctx != nullptr);
   std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
-  unsigned int length = 0;
-  TANDEM_CHECK(HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-                    reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
-                    &length) != nullptr);
+  size_t length = 0;
+  TANDEM_CHECK(EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(stamp_and_random.data()),
+                              stamp_and_random.size()) == 1);
+  TANDEM_CHECK(EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(realm.data()), realm.size()) == 1);
+  TANDEM_CHECK(EVP_MAC_final(ctx.get(), mac.data(), &length, mac.size()) == 1);
   TANDEM_CHECK(length == kMacBytes);
   return std::string(reinterpret_cast<const char*>(mac.data()), length);
 }
@@ -119,7 +131,7 @@ std::string NonceManager::Issue(std::string_view realm) {
 }
 
 bool NonceManager::Authenticate(std::string_view nonce, std::string_view realm,
-                                TimestampMs* timestamp, std::string* key) const {
+                                TimestampMs* timestamp, NonceKey* key) const {
   std::string bytes;
   if (!DecodeNonce(nonce, &bytes)) return false;
   std::string_view view(bytes);
@@ -130,7 +142,8 @@ bool NonceManager::Authenticate(std::string_view nonce, std::string_view realm,
     stamp = (stamp << 8) | static_cast<unsigned char>(view[i]);
   }
   *timestamp = static_cast<TimestampMs>(stamp);
-  key->assign(view.substr(0, kKeyBytes));
+  static_assert(sizeof(NonceKey) == kKeyBytes);
+  std::copy_n(view.data(), kKeyBytes, key->data());
   return true;
 }
 
@@ -146,7 +159,7 @@ NonceStatus NonceManager::AgeStatus(TimestampMs timestamp, TimestampMs now) cons
 
 NonceStatus NonceManager::Verify(std::string_view nonce, std::string_view realm) const {
   TimestampMs timestamp = 0;
-  std::string key;
+  NonceKey key;
   if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
   return AgeStatus(timestamp, NowMs());
 }
@@ -154,17 +167,17 @@ NonceStatus NonceManager::Verify(std::string_view nonce, std::string_view realm)
 void NonceManager::EvictLocked(TimestampMs now) {
   const TimestampMs lifetime_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.lifetime).count();
-  while (!by_age_.empty() && now - by_age_.begin()->first > lifetime_ms) {
-    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.begin()->first);
-    highest_nc_.erase(by_age_.begin()->second);
-    by_age_.erase(by_age_.begin());
+  while (!by_age_.empty() && now - by_age_.top().first > lifetime_ms) {
+    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.top().first);
+    highest_nc_.erase(by_age_.top().second);
+    by_age_.pop();
   }
 }
 
 NonceStatus NonceManager::VerifyAndRecordCount(std::string_view nonce, std::string_view realm,
                                                uint32_t nc) {
   TimestampMs timestamp = 0;
-  std::string key;
+  NonceKey key;
   if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
   const TimestampMs now = NowMs();
   NonceStatus status = AgeStatus(timestamp, now);
@@ -182,13 +195,13 @@ NonceStatus NonceManager::VerifyAndRecordCount(std::string_view nonce, std::stri
   if (nc == 0) return NonceStatus::kReplayed;
   const size_t cap = std::max<size_t>(options_.max_tracked_nonces, 1);
   while (highest_nc_.size() >= cap) {
-    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.begin()->first);
-    highest_nc_.erase(by_age_.begin()->second);
-    by_age_.erase(by_age_.begin());
+    forgotten_up_to_ = std::max(forgotten_up_to_, by_age_.top().first);
+    highest_nc_.erase(by_age_.top().second);
+    by_age_.pop();
   }
   if (timestamp <= forgotten_up_to_) return NonceStatus::kStale;
   highest_nc_.emplace(key, nc);
-  by_age_.emplace(timestamp, std::move(key));
+  by_age_.emplace(timestamp, key);
   return NonceStatus::kValid;
 }
 

@@ -19,12 +19,18 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
-#include <set>
+#include <array>
+#include <functional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
+
+#include <openssl/types.h>
 
 #include "common/clock.h"
 
@@ -73,25 +79,41 @@ class NonceManager {
 
  private:
   using TimestampMs = int64_t;
+  // timestamp || random: what identifies a nonce.
+  using NonceKey = std::array<char, 24>;
+  struct NonceKeyHash {
+    size_t operator()(const NonceKey& key) const {
+      return std::hash<std::string_view>{}(std::string_view(key.data(), key.size()));
+    }
+  };
+  using AgeEntry = std::pair<TimestampMs, NonceKey>;
 
   // Decodes and authenticates; on success sets the timestamp and the 24-byte
   // key (timestamp || random) identifying the nonce.
   bool Authenticate(std::string_view nonce, std::string_view realm, TimestampMs* timestamp,
-                    std::string* key) const;
+                    NonceKey* key) const;
   NonceStatus AgeStatus(TimestampMs timestamp, TimestampMs now) const;
   TimestampMs NowMs() const;
   std::string Mac(std::string_view stamp_and_random, std::string_view realm) const;
   void EvictLocked(TimestampMs now);
 
+  struct MacContextFree {
+    void operator()(EVP_MAC_CTX* ctx) const;
+  };
+
   const NonceManagerOptions options_;
   const Clock& clock_;
   std::string secret_;
+  // HMAC-SHA256 keyed with secret_ once; each MAC duplicates it (fetching the
+  // algorithm and keying per call, as one-shot HMAC() does, costs several times more).
+  std::unique_ptr<EVP_MAC_CTX, MacContextFree> mac_template_;
 
   mutable std::mutex mu_;
   // key (timestamp || random) -> highest nonce-count accepted.
-  std::unordered_map<std::string, uint32_t> highest_nc_;
-  // (timestamp, key) of every entry of highest_nc_, oldest first.
-  std::set<std::pair<TimestampMs, std::string>> by_age_;
+  std::unordered_map<NonceKey, uint32_t, NonceKeyHash> highest_nc_;
+  // (timestamp, key) of every entry of highest_nc_, oldest on top (a heap: no
+  // allocation per entry, unlike a tree of strings).
+  std::priority_queue<AgeEntry, std::vector<AgeEntry>, std::greater<>> by_age_;
   // Nonces stamped at or before this and not in the table are treated as stale.
   TimestampMs forgotten_up_to_ = INT64_MIN;
 };

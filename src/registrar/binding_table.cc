@@ -1,6 +1,10 @@
 #include "registrar/binding_table.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -22,15 +26,75 @@ void SortByQ(std::vector<Binding>& bindings) {
                    [](const Binding& a, const Binding& b) { return a.q_millis > b.q_millis; });
 }
 
+// Whole pages straight from mmap, returned with munmap: memory the general heap
+// never sees, so its fragmentation cannot pin it (nor it the heap's pages). The pool
+// above asks for large chunks, so there are few mappings.
+class PageResource final : public std::pmr::memory_resource {
+ private:
+  static size_t Rounded(size_t bytes) {
+    static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
+  }
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    if (alignment > static_cast<size_t>(::sysconf(_SC_PAGESIZE))) throw std::bad_alloc();
+    void* p = ::mmap(nullptr, Rounded(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, size_t bytes, size_t) override { ::munmap(p, Rounded(bytes)); }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+
 }  // namespace
+
+BindingTable::BindingTable(size_t max_contacts_per_user)
+    : max_contacts_per_user_(max_contacts_per_user),
+      pages_(std::make_unique<PageResource>()),
+      pool_(pages_.get()),
+      bindings_(&pool_) {}
+
+BindingTable::~BindingTable() = default;
+
+Binding BindingTable::ToBinding(const StoredBinding& stored) const {
+  return Binding{std::string(stored.contact_uri),
+                 stored.q_millis,
+                 stored.expires_at_ms,
+                 std::string(stored.call_id),
+                 stored.cseq,
+                 sip::MessageSource{.protocol = stored.protocol,
+                                    .address = std::string(stored.address),
+                                    .port = stored.port,
+                                    .connection_id = stored.connection_id}};
+}
+
+void BindingTable::Store(const std::vector<Binding>& bindings, StoredBindings* out) {
+  out->clear();
+  out->reserve(bindings.size());
+  for (const Binding& b : bindings) {
+    out->push_back(StoredBinding{.contact_uri = std::pmr::string(b.contact_uri, &pool_),
+                                 .call_id = std::pmr::string(b.call_id, &pool_),
+                                 .address = std::pmr::string(b.source.address, &pool_),
+                                 .expires_at_ms = b.expires_at_ms,
+                                 .connection_id = b.source.connection_id,
+                                 .cseq = b.cseq,
+                                 .q_millis = b.q_millis,
+                                 .port = b.source.port,
+                                 .protocol = b.source.protocol});
+  }
+}
 
 Result<std::vector<Binding>> BindingTable::Apply(const std::string& aor, const std::vector<BindingChange>& changes,
                                                  bool remove_all, const std::string& call_id, uint32_t cseq,
                                                  const sip::MessageSource& source, int64_t now_ms) {
   std::lock_guard lock(mu_);
-  auto found = bindings_.find(aor);
-  std::vector<Binding> current = found == bindings_.end() ? std::vector<Binding>() : found->second;
-  std::erase_if(current, [&](const Binding& b) { return b.expires_at_ms <= now_ms; });
+  auto found = bindings_.find(std::string_view(aor));
+  std::vector<Binding> current;
+  if (found != bindings_.end()) {
+    current.reserve(found->second.size() + changes.size());
+    for (const StoredBinding& stored : found->second) {
+      if (stored.expires_at_ms > now_ms) current.push_back(ToBinding(stored));
+    }
+  }
 
   for (const Binding& binding : current) {
     if (binding.call_id == call_id && binding.cseq >= cseq &&
@@ -73,17 +137,20 @@ Result<std::vector<Binding>> BindingTable::Apply(const std::string& aor, const s
     if (found != bindings_.end()) bindings_.erase(found);
     return current;
   }
-  bindings_[aor] = current;
+  if (found == bindings_.end()) {
+    found = bindings_.emplace(std::pmr::string(aor, &pool_), StoredBindings(&pool_)).first;
+  }
+  Store(current, &found->second);
   return current;
 }
 
 std::vector<Binding> BindingTable::Lookup(const std::string& aor, int64_t now_ms) const {
   std::lock_guard lock(mu_);
-  auto found = bindings_.find(aor);
+  auto found = bindings_.find(std::string_view(aor));
   if (found == bindings_.end()) return {};
   std::vector<Binding> live;
-  for (const Binding& binding : found->second) {
-    if (binding.expires_at_ms > now_ms) live.push_back(binding);
+  for (const StoredBinding& binding : found->second) {
+    if (binding.expires_at_ms > now_ms) live.push_back(ToBinding(binding));
   }
   return live;
 }
@@ -92,7 +159,7 @@ size_t BindingTable::SweepExpired(int64_t now_ms) {
   std::lock_guard lock(mu_);
   size_t removed = 0;
   for (auto it = bindings_.begin(); it != bindings_.end();) {
-    removed += std::erase_if(it->second, [&](const Binding& b) { return b.expires_at_ms <= now_ms; });
+    removed += std::erase_if(it->second, [&](const StoredBinding& b) { return b.expires_at_ms <= now_ms; });
     it = it->second.empty() ? bindings_.erase(it) : std::next(it);
   }
   binding_count_ -= removed;

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory_resource>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -34,7 +36,10 @@ struct BindingChange {
 
 class BindingTable {
  public:
-  explicit BindingTable(size_t max_contacts_per_user = 32) : max_contacts_per_user_(max_contacts_per_user) {}
+  explicit BindingTable(size_t max_contacts_per_user = 32);
+  ~BindingTable();
+  BindingTable(const BindingTable&) = delete;
+  BindingTable& operator=(const BindingTable&) = delete;
 
   // Applies one REGISTER for `aor` atomically (all changes or none):
   //  - kFailedPrecondition if a binding has the same Call-ID and a CSeq not lower
@@ -55,10 +60,41 @@ class BindingTable {
   size_t binding_count() const;
 
  private:
+  // A binding as stored: its strings live in pool_ (see below).
+  struct StoredBinding {
+    std::pmr::string contact_uri;
+    std::pmr::string call_id;
+    std::pmr::string address;
+    int64_t expires_at_ms = 0;
+    uint64_t connection_id = 0;
+    uint32_t cseq = 0;
+    int32_t q_millis = 1000;
+    uint16_t port = 0;
+    sip::TransportProtocol protocol = sip::TransportProtocol::kUdp;
+  };
+  using StoredBindings = std::pmr::vector<StoredBinding>;
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  struct KeyEqual {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+  };
+
+  Binding ToBinding(const StoredBinding& stored) const;
+  void Store(const std::vector<Binding>& bindings, StoredBindings* out);
+
   const size_t max_contacts_per_user_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::vector<Binding>> bindings_;  // guarded by mu_
-  size_t binding_count_ = 0;                                         // guarded by mu_
+  // Bindings live for hours, while the transactions that create them are gone in
+  // seconds: on one heap, a few live bindings pin every page a burst of transactions
+  // touched (resident memory several times the live data). So the table allocates
+  // from its own pool, fed with whole pages mapped for it alone. Guarded by mu_.
+  std::unique_ptr<std::pmr::memory_resource> pages_;
+  std::pmr::unsynchronized_pool_resource pool_;
+  std::pmr::unordered_map<std::pmr::string, StoredBindings, KeyHash, KeyEqual> bindings_;  // guarded by mu_
+  size_t binding_count_ = 0;                                              // guarded by mu_
 };
 
 }  // namespace tandem

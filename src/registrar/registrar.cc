@@ -42,9 +42,14 @@ void Registrar::Reply(const std::shared_ptr<sip::ServerTransaction>& transaction
                       const std::vector<std::pair<std::string, std::string>>& headers) {
   sip::SipMessage response = sip::BuildResponse(transaction->request(), code, reason);
   for (const auto& [name, value] : headers) response.AddHeader(name, value);
-  metrics_.GetCounter("tandem_registrar_responses_total", "REGISTER responses by status code",
-                      fmt::format("code=\"{}\"", code))
-      ->Increment();
+  const bool cached = code >= 100 && code < 700;
+  Counter* counter = cached ? responses_by_code_[code - 100].load(std::memory_order_relaxed) : nullptr;
+  if (counter == nullptr) {
+    counter = metrics_.GetCounter("tandem_registrar_responses_total", "REGISTER responses by status code",
+                                  fmt::format("code=\"{}\"", code));
+    if (cached) responses_by_code_[code - 100].store(counter, std::memory_order_relaxed);
+  }
+  counter->Increment();
   transaction->Respond(std::move(response));
 }
 

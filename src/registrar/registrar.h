@@ -9,6 +9,8 @@
 // objects must outlive it.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -51,6 +53,8 @@ class Registrar {
   const Clock& clock_;
   MetricsRegistry& metrics_;
   Counter* accepted_;
+  // tandem_registrar_responses_total by status code - 100, filled on first use.
+  std::array<std::atomic<Counter*>, 600> responses_by_code_{};
 };
 
 }  // namespace tandem

@@ -209,7 +209,8 @@ class SipTransport::Impl : public std::enable_shared_from_this<SipTransport::Imp
   uint64_t next_connection_id_ = 1;
   std::atomic<size_t> open_connections_{0};
 
-  std::unordered_map<std::string, TransactionPtr> transactions_;
+  // Keyed by a view of the transaction's own key_ (the entry never outlives it).
+  std::unordered_map<std::string_view, TransactionPtr> transactions_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::atomic<size_t> active_transactions_{0};
 
@@ -236,8 +237,8 @@ class SipTransport::Impl::Transaction final : public ServerTransaction {
     kAccepted,    // INVITE: 2xx sent (RFC 6026)
   };
 
-  Transaction(std::weak_ptr<Impl> impl, asio::io_context& io, SipMessage request, MessageSource source,
-              std::string key, std::string to_tag)
+  Transaction(std::weak_ptr<Impl> impl, SipMessage request, MessageSource source, std::string key,
+              std::string to_tag)
       : impl_(std::move(impl)),
         request_(std::move(request)),
         source_(std::move(source)),
@@ -245,8 +246,7 @@ class SipTransport::Impl::Transaction final : public ServerTransaction {
         to_tag_(std::move(to_tag)),
         is_invite_(request_.method_id() == Method::kInvite),
         reliable_(source_.protocol == TransportProtocol::kTcp),
-        state_(is_invite_ ? State::kProceeding : State::kTrying),
-        timer_(io) {}
+        state_(is_invite_ ? State::kProceeding : State::kTrying) {}
 
   const SipMessage& request() const override { return request_; }
   const MessageSource& source() const override { return source_; }
@@ -267,6 +267,9 @@ class SipTransport::Impl::Transaction final : public ServerTransaction {
   }
 
   bool final_sent() const { return state_ != State::kTrying && state_ != State::kProceeding; }
+  void CancelTimer() {
+    if (timer_) timer_->cancel();
+  }
 
  private:
   friend class SipTransport::Impl;
@@ -287,7 +290,9 @@ class SipTransport::Impl::Transaction final : public ServerTransaction {
   std::string response_to_tag_;  // To tag of the final response (RFC 2543 ACK matching)
   SteadyClock::time_point deadline_{};
   milliseconds timer_g_interval_{0};
-  asio::steady_timer timer_;  // 100 Trying delay, then Timer G
+  // 100 Trying delay, then Timer G: INVITE only, created on first use (a timer costs
+  // a service lookup under the io_context's lock and ~100 bytes per transaction).
+  std::optional<asio::steady_timer> timer_;
 };
 
 // ---- TCP connections ----
@@ -445,7 +450,7 @@ void SipTransport::Impl::Shutdown() {
   for (const ConnectionPtr& c : connections) CloseConnection(c, "stopped");
   for (const auto& [key, tx] : transactions_) {
     tx->in_table_ = false;
-    tx->timer_.cancel();
+    tx->CancelTimer();
   }
   transactions_.clear();
   deadlines_ = {};
@@ -569,7 +574,7 @@ void SipTransport::Impl::OnAck(const SipMessage& ack) {
     case Transaction::State::kCompleted:
       // Timer I: absorb ACK retransmissions for T4 on UDP; end at once on TCP.
       tx->state_ = Transaction::State::kConfirmed;
-      tx->timer_.cancel();
+      tx->CancelTimer();
       if (tx->reliable_) {
         EndTransaction(tx);
       } else {
@@ -636,9 +641,10 @@ void SipTransport::Impl::RespondStateless(const SipMessage& request, const Messa
 SipTransport::Impl::TransactionPtr SipTransport::Impl::CreateTransaction(SipMessage request,
                                                                          const MessageSource& source,
                                                                          std::string key, std::string to_tag) {
-  auto tx = std::make_shared<Transaction>(weak_from_this(), io_, std::move(request), source, key, std::move(to_tag));
+  auto tx = std::make_shared<Transaction>(weak_from_this(), std::move(request), source, std::move(key),
+                                          std::move(to_tag));
   tx->in_table_ = true;
-  transactions_.emplace(std::move(key), tx);
+  transactions_.emplace(std::string_view(tx->key_), tx);
   const auto now = SteadyClock::now();
   if (tx->is_invite_) {
     SetDeadline(tx, now + kAbandonedInviteAge);
@@ -663,7 +669,7 @@ void SipTransport::Impl::SetDeadline(const TransactionPtr& tx, SteadyClock::time
 }
 
 void SipTransport::Impl::EndTransaction(const TransactionPtr& tx) {
-  tx->timer_.cancel();
+  tx->CancelTimer();
   if (!tx->in_table_) return;
   tx->in_table_ = false;
   auto it = transactions_.find(tx->key_);
@@ -672,8 +678,9 @@ void SipTransport::Impl::EndTransaction(const TransactionPtr& tx) {
 }
 
 void SipTransport::Impl::ArmTryingTimer(const TransactionPtr& tx) {
-  tx->timer_.expires_after(kTryingDelay);
-  tx->timer_.async_wait([weak = weak_from_this(), tx](const ErrorCodeAsio& ec) {
+  if (!tx->timer_) tx->timer_.emplace(io_);
+  tx->timer_->expires_after(kTryingDelay);
+  tx->timer_->async_wait([weak = weak_from_this(), tx](const ErrorCodeAsio& ec) {
     std::shared_ptr<Impl> impl = weak.lock();
     if (ec || !impl || impl->stopped_ || !tx->in_table_ || tx->last_response_) return;
     impl->SendTransactionResponse(tx, BuildResponse(tx->request(), 100));
@@ -681,8 +688,9 @@ void SipTransport::Impl::ArmTryingTimer(const TransactionPtr& tx) {
 }
 
 void SipTransport::Impl::ArmTimerG(const TransactionPtr& tx) {
-  tx->timer_.expires_after(tx->timer_g_interval_);
-  tx->timer_.async_wait([weak = weak_from_this(), tx](const ErrorCodeAsio& ec) {
+  if (!tx->timer_) tx->timer_.emplace(io_);
+  tx->timer_->expires_after(tx->timer_g_interval_);
+  tx->timer_->async_wait([weak = weak_from_this(), tx](const ErrorCodeAsio& ec) {
     std::shared_ptr<Impl> impl = weak.lock();
     if (ec || !impl || impl->stopped_ || !tx->in_table_ || tx->state_ != Transaction::State::kCompleted) return;
     impl->SendWire(tx->source_, tx->last_response_);
@@ -710,7 +718,7 @@ void SipTransport::Impl::SendTransactionResponse(const TransactionPtr& tx, SipMe
     if (tx->state_ == Transaction::State::kTrying) tx->state_ = Transaction::State::kProceeding;
     return;
   }
-  tx->timer_.cancel();
+  tx->CancelTimer();
   tx->response_to_tag_ = std::string(response.ToTag());
   const auto now = SteadyClock::now();
   if (!tx->is_invite_) {
