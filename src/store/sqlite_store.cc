@@ -950,19 +950,9 @@ Result<MeetingRecord> SqliteStore::UpdateMeeting(const std::string& id, const Me
   auto written = InWriteTransaction([&]() -> Status {
     auto existing = GetMeetingLocked(id);
     if (!existing) return std::unexpected(existing.error());
-    if (!existing->has_value()) return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", id));
-    row = std::move(**existing);
-    if (row.state == MeetingState::kCancelled) {
-      return MakeError(ErrorCode::kFailedPrecondition, fmt::format("meeting {} is cancelled and cannot change", id));
-    }
-    if (update.subject) row.subject = *update.subject;
-    if (update.start_ms) row.start_ms = *update.start_ms;
-    if (update.end_ms) row.end_ms = *update.end_ms;
-    if (update.attendees) row.attendees = WithoutDuplicates(*update.attendees);
-    if (update.pin) row.pin = *update.pin;
-    if (update.lobby) row.lobby = *update.lobby;
-    if (auto s = CheckMeeting(row); !s) return s;
-    row.updated_ms = std::max(NowUnixMillis(), row.updated_ms);
+    auto updated = ApplyMeetingUpdate(std::move(*existing), id, update);
+    if (!updated) return std::unexpected(updated.error());
+    row = std::move(*updated);
     return WriteMeetingLocked(row, /*insert=*/false);
   });
   if (!written) return std::unexpected(written.error());

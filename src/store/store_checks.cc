@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
+
 namespace tandem {
 
 using nlohmann::json;
@@ -60,6 +62,24 @@ Status CheckMeeting(const MeetingRecord& meeting) {
   if (auto s = CheckText("the subject", meeting.subject); !s) return s;
   if (auto s = CheckText("the organizer", meeting.organizer); !s) return s;
   return CheckTexts("an attendee", meeting.attendees);
+}
+
+Result<MeetingRecord> ApplyMeetingUpdate(std::optional<MeetingRecord> existing, const std::string& id,
+                                         const MeetingUpdate& update) {
+  if (!existing) return MakeError(ErrorCode::kNotFound, fmt::format("meeting {} does not exist", id));
+  MeetingRecord row = std::move(*existing);
+  if (row.state == MeetingState::kCancelled) {
+    return MakeError(ErrorCode::kFailedPrecondition, fmt::format("meeting {} is cancelled and cannot change", id));
+  }
+  if (update.subject) row.subject = *update.subject;
+  if (update.start_ms) row.start_ms = *update.start_ms;
+  if (update.end_ms) row.end_ms = *update.end_ms;
+  if (update.attendees) row.attendees = WithoutDuplicates(*update.attendees);
+  if (update.pin) row.pin = *update.pin;
+  if (update.lobby) row.lobby = *update.lobby;
+  if (auto s = CheckMeeting(row); !s) return std::unexpected(s.error());
+  row.updated_ms = std::max(NowUnixMillis(), row.updated_ms);
+  return row;
 }
 
 }  // namespace tandem

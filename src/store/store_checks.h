@@ -3,6 +3,7 @@
 // Thread-safety: free functions.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,5 +28,10 @@ bool IsLowerHex(std::string_view text, size_t length);
 bool IsPin(std::string_view pin);  // 4 to 12 digits
 // A meeting's id, PIN, times and texts.
 Status CheckMeeting(const MeetingRecord& meeting);
+
+// The meeting `existing` (as read in the writing transaction) with `update` applied
+// and checked: kNotFound without one, kFailedPrecondition once it is cancelled.
+Result<MeetingRecord> ApplyMeetingUpdate(std::optional<MeetingRecord> existing, const std::string& id,
+                                         const MeetingUpdate& update);
 
 }  // namespace tandem
