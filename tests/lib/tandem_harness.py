@@ -53,6 +53,8 @@ def topology_text(pools, cms_master="pool1.example.com", sync_interval=2, extra=
     `sip_extra` is added to the [sip] section."""
     lines = ['[sip]', 'domain = "example.com"', sip_extra, '', '[cms]', f'master_pool = "{cms_master}"', '',
              '[backup]', f'sync_interval_seconds = {sync_interval}', '']
+    # All ports at once: ports released between two calls may be handed out again.
+    ports = iter(free_ports(2 * sum(len(p["servers"]) for p in pools)))
     for site in sorted({p["site"] for p in pools}):
         lines += ['[[sites]]', f'name = "{site}"', '']
     for pool in pools:
@@ -64,10 +66,9 @@ def topology_text(pools, cms_master="pool1.example.com", sync_interval=2, extra=
         if pool.get("backup_pool"):
             lines.append(f'backup_pool = "{pool["backup_pool"]}"')
         lines.append('')
-        ports = free_ports(2 * len(servers))
-        for i, server_id in enumerate(servers):
+        for server_id in servers:
             lines += ['[[pools.servers]]', f'id = "{server_id}"', 'address = "127.0.0.1"',
-                      f'sip_port = {ports[2 * i]}', f'admin_port = {ports[2 * i + 1]}', '']
+                      f'sip_port = {next(ports)}', f'admin_port = {next(ports)}', '']
     return "\n".join(lines) + extra
 
 
