@@ -1005,13 +1005,7 @@ Result<std::vector<MeetingRecord>> SqliteStore::ListMeetings(const MeetingFilter
 }
 
 Result<ContentInfo> SqliteStore::PutContent(const ContentInfo& info, std::string_view bytes) {
-  if (!IsValidContentName(info.name)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "a content name must be 1 to 255 bytes of UTF-8 without '/', '\\' or control characters");
-  }
-  if (!IsLowerHex(info.sha256, 64)) {
-    return MakeError(ErrorCode::kInvalidArgument, "the content SHA-256 must be 64 lower-case hex digits");
-  }
+  if (auto checked = CheckContentInfo(info); !checked) return std::unexpected(checked.error());
   ContentInfo stored = info;
   auto written = InWriteTransaction([&]() -> Status {
     auto meeting = GetMeetingLocked(info.meeting_id);

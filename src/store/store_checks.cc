@@ -54,6 +54,17 @@ bool IsPin(std::string_view pin) {
          std::all_of(pin.begin(), pin.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+Status CheckContentInfo(const ContentInfo& info) {
+  if (!IsValidContentName(info.name)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "a content name must be 1 to 255 bytes of UTF-8 without '/', '\\' or control characters");
+  }
+  if (!IsLowerHex(info.sha256, 64)) {
+    return MakeError(ErrorCode::kInvalidArgument, "the content SHA-256 must be 64 lower-case hex digits");
+  }
+  return OkStatus();
+}
+
 Status CheckMeeting(const MeetingRecord& meeting) {
   auto invalid = [](std::string message) { return MakeError(ErrorCode::kInvalidArgument, std::move(message)); };
   if (!IsLowerHex(meeting.id, 16)) return invalid(fmt::format("meeting id '{}' is not 16 lower-case hex digits", meeting.id));

@@ -26,6 +26,8 @@ Status CheckTexts(std::string_view field, const std::vector<std::string>& values
 std::vector<std::string> WithoutDuplicates(const std::vector<std::string>& list);
 bool IsLowerHex(std::string_view text, size_t length);
 bool IsPin(std::string_view pin);  // 4 to 12 digits
+// A content file's name and checksum, before it is stored.
+Status CheckContentInfo(const ContentInfo& info);
 // A meeting's id, PIN, times and texts.
 Status CheckMeeting(const MeetingRecord& meeting);
 
