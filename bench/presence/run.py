@@ -41,7 +41,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,46 +51,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DOMAIN = "example.com"
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import free_port, wait_for, wait_for_port, write_single_server_topology  # noqa: E402
+
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 KAMAILIO_SQLITE_SCHEMA = "/usr/share/kamailio/db_sqlite"
-
-
-def free_port():
-    """A port free for both UDP and TCP on loopback (sipp and the servers use both)."""
-    for _ in range(100):
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    """Polls `predicate` until truthy or `timeout` s passed; returns its last value."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
-
-
-def wait_for_port(port, timeout=20):
-    def listening():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-    if not wait_for(listening, timeout):
-        raise RuntimeError(f"nothing listens on port {port}")
 
 
 def stop_process(process, timeout=30):
@@ -137,25 +103,7 @@ class Tandem:
         self.sip_port, self.admin_port = free_port(), free_port()
         self.data_dir = os.path.join(work, f"tandem-data-{self.sip_port}")
         topology = os.path.join(work, f"bench-{self.sip_port}.toml")
-        with open(topology, "w") as f:
-            f.write(f"""[sip]
-domain = "{DOMAIN}"
-authenticate = false
-[cms]
-master_pool = "pool1.example.com"
-[[sites]]
-name = "A"
-[[pools]]
-fqdn = "pool1.example.com"
-site = "A"
-edition = "standard"
-backend = {{ type = "sqlite", path = "pool1.db" }}
-[[pools.servers]]
-id = "fe1"
-address = "127.0.0.1"
-sip_port = {self.sip_port}
-admin_port = {self.admin_port}
-""")
+        write_single_server_topology(topology, self.sip_port, self.admin_port, False, DOMAIN)
         self.log = open(os.path.join(work, f"tandemd-{self.sip_port}.log"), "w")
         self.process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, os.path.join(bin_dir, "tandemd"), "--topology", topology,

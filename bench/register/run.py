@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,25 +24,11 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PASSWORD = "secret"
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import free_port, wait_for_port, write_single_server_topology  # noqa: E402
+
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def rss_kib(pid):
@@ -62,25 +47,7 @@ class Tandem:
         self.sip_port, admin_port = free_port(), free_port()
         self.data_dir = os.path.join(work, f"tandem-data-{self.sip_port}")
         topology = os.path.join(work, f"bench-{self.sip_port}.toml")
-        with open(topology, "w") as f:
-            f.write(f"""[sip]
-domain = "example.com"
-authenticate = {"true" if authenticate else "false"}
-[cms]
-master_pool = "pool1.example.com"
-[[sites]]
-name = "A"
-[[pools]]
-fqdn = "pool1.example.com"
-site = "A"
-edition = "standard"
-backend = {{ type = "sqlite", path = "pool1.db" }}
-[[pools.servers]]
-id = "fe1"
-address = "127.0.0.1"
-sip_port = {self.sip_port}
-admin_port = {admin_port}
-""")
+        write_single_server_topology(topology, self.sip_port, admin_port, authenticate)
         self.admin_url = f"http://127.0.0.1:{admin_port}"
         log = open(os.path.join(work, f"tandemd-{self.sip_port}.log"), "w")
         self.process = subprocess.Popen(
