@@ -12,9 +12,11 @@ Needs: sipp (sip-tester) and kamailio (scripts/install-deps.sh --bench).
 This is a benchmark, not a test: it prints figures and asserts nothing.
 """
 import argparse
+import hashlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -82,13 +84,13 @@ class Tandem:
 class Kamailio:
     name = "kamailio"
 
-    def __init__(self, work, authenticate):
+    def __init__(self, work, users, authenticate):
         self.sip_port = free_port()
         command = ["taskset", "-c", SERVER_CORE, "kamailio", "-f", os.path.join(HERE, "kamailio.cfg"), "-DD", "-E",
                    "-l", f"udp:127.0.0.1:{self.sip_port}", "-l", f"tcp:127.0.0.1:{self.sip_port}",
                    "-Y", os.path.join(work, f"kamailio-run-{self.sip_port}"), "-m", "512"]
         if authenticate:
-            command += ["-A", "WITH_AUTH"]
+            command += ["-A", "WITH_AUTH", "-A", f'DBURL="sqlite://{subscriber_db(work, users)}"']
         os.makedirs(os.path.join(work, f"kamailio-run-{self.sip_port}"), exist_ok=True)
         self.log = open(os.path.join(work, f"kamailio-{self.sip_port}.log"), "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
@@ -97,6 +99,37 @@ class Kamailio:
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+
+
+def subscriber_db(work, users, domain="example.com"):
+    """Kamailio's auth_db subscriber table holding the users tandem is given: HA1
+    only (ha1 over "user", ha1b over "user@domain"), as tandem stores them."""
+    path = os.path.join(work, f"kamailio-subscriber-{users}.db")
+    if os.path.exists(path):
+        return path
+
+    def md5(text):
+        return hashlib.md5(text.encode()).hexdigest()
+
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")  # as tandem's store; kept in the file
+    db.executescript("""
+        CREATE TABLE version (id INTEGER PRIMARY KEY NOT NULL, table_name VARCHAR(32) NOT NULL,
+                              table_version INTEGER DEFAULT 0 NOT NULL,
+                              CONSTRAINT version_table_name_idx UNIQUE (table_name));
+        INSERT INTO version (table_name, table_version) VALUES ('subscriber', 7);
+        CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL,
+                                 domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL,
+                                 ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+                                 CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
+        CREATE INDEX subscriber_username_idx ON subscriber (username);
+    """)
+    db.executemany("INSERT INTO subscriber (username, domain, ha1, ha1b) VALUES (?, ?, ?, ?)",
+                   ((f"user{i}", domain, md5(f"user{i}:{domain}:{PASSWORD}"),
+                     md5(f"user{i}@{domain}:{domain}:{PASSWORD}")) for i in range(users)))
+    db.commit()
+    db.close()
+    return path
 
 
 def run_sipp(work, port, transport, authenticate, calls, users, concurrency=200):
@@ -150,7 +183,7 @@ def main():
                 failures = {}
                 for kind in ("tandem", "kamailio"):
                     server = (Tandem(args.bin, work, args.users, authenticate) if kind == "tandem"
-                              else Kamailio(work, authenticate))
+                              else Kamailio(work, args.users, authenticate))
                     try:
                         rates[kind], failures[kind], _ = run_sipp(work, server.sip_port, transport, authenticate,
                                                                   args.calls, args.users)

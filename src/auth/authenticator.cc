@@ -177,7 +177,8 @@ AuthDecision DigestAuthenticator::Authenticate(const AuthRequest& request,
     return Forbid(request, fmt::format("username \"{}\" does not match the user \"{}\"",
                                        creds.username, request.expected_user));
   }
-  const NonceStatus nonce_status = nonces_.Verify(creds.nonce, request.realm);
+  NonceManager::Verified verified_nonce;
+  const NonceStatus nonce_status = nonces_.Verify(creds.nonce, request.realm, &verified_nonce);
   if (nonce_status == NonceStatus::kInvalid) {
     return MakeChallenge(request.realm, false, options_.algorithms, "nonce not issued by us");
   }
@@ -220,7 +221,7 @@ AuthDecision DigestAuthenticator::Authenticate(const AuthRequest& request,
     return MakeChallenge(request.realm, true, options_.algorithms, "nonce expired");
   }
   const uint32_t count = creds.qop.empty() ? kNoQopCount : creds.nonce_count;
-  switch (nonces_.VerifyAndRecordCount(creds.nonce, request.realm, count)) {
+  switch (nonces_.RecordCount(verified_nonce, count)) {
     case NonceStatus::kValid:
       break;
     case NonceStatus::kReplayed:

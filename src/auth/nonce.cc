@@ -16,9 +16,9 @@ namespace tandem {
 namespace {
 
 constexpr size_t kStampBytes = 8;
-constexpr size_t kRandomBytes = 16;
+constexpr size_t kUniqueBytes = 16;  // instance(8) || counter(8)
 constexpr size_t kMacBytes = 32;  // HMAC-SHA256
-constexpr size_t kKeyBytes = kStampBytes + kRandomBytes;
+constexpr size_t kKeyBytes = kStampBytes + kUniqueBytes;
 constexpr size_t kNonceBytes = kKeyBytes + kMacBytes;         // 56
 constexpr size_t kEncodedLength = (kNonceBytes * 8 + 5) / 6;  // 75, unpadded
 constexpr size_t kPaddedLength = (kNonceBytes + 2) / 3 * 4;   // 76
@@ -29,6 +29,16 @@ std::string RandomBytes(size_t n) {
   // Failure means the OS cannot provide entropy: nothing safe to do but stop.
   TANDEM_CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) == 1);
   return out;
+}
+
+uint64_t RandomU64() {
+  uint64_t value = 0;
+  TANDEM_CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(&value), sizeof(value)) == 1);
+  return value;
+}
+
+void AppendBigEndian(uint64_t value, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((value >> shift) & 0xff));
 }
 
 std::string Base64UrlEncode(std::string_view bytes) {
@@ -87,17 +97,17 @@ std::string_view NonceStatusName(NonceStatus status) {
 void NonceManager::MacContextFree::operator()(EVP_MAC_CTX* ctx) const { EVP_MAC_CTX_free(ctx); }
 
 NonceManager::NonceManager(NonceManagerOptions options, const Clock& clock)
-    : options_(std::move(options)), clock_(clock), secret_(options_.secret) {
+    : options_(std::move(options)), clock_(clock), secret_(options_.secret), instance_(RandomU64()) {
   if (secret_.empty()) secret_ = RandomBytes(kGeneratedSecretBytes);
   EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   TANDEM_CHECK(hmac != nullptr);
-  mac_template_.reset(EVP_MAC_CTX_new(hmac));
+  mac_.reset(EVP_MAC_CTX_new(hmac));
   EVP_MAC_free(hmac);  // the context keeps its own reference
-  TANDEM_CHECK(mac_template_ != nullptr);
+  TANDEM_CHECK(mac_ != nullptr);
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-  TANDEM_CHECK(EVP_MAC_init(mac_template_.get(), reinterpret_cast<const unsigned char*>(secret_.data()),
-                            secret_.size(), params) == 1);
+  TANDEM_CHECK(EVP_MAC_init(mac_.get(), reinterpret_cast<const unsigned char*>(secret_.data()), secret_.size(),
+                            params) == 1);
 }
 
 NonceManager::TimestampMs NonceManager::NowMs() const {
@@ -105,45 +115,44 @@ NonceManager::TimestampMs NonceManager::NowMs() const {
       .count();
 }
 
-std::string NonceManager::Mac(std::string_view stamp_and_random, std::string_view realm) const {
-  std::unique_ptr<EVP_MAC_CTX, MacContextFree> ctx(EVP_MAC_CTX_dup(mac_template_.get()));
-  TANDEM_CHECK(ctx != nullptr);
-  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+void NonceManager::Mac(std::string_view stamp_and_unique, std::string_view realm, unsigned char* out) const {
+  std::lock_guard<std::mutex> lock(mac_mu_);
+  EVP_MAC_CTX* ctx = mac_.get();
   size_t length = 0;
-  TANDEM_CHECK(EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(stamp_and_random.data()),
-                              stamp_and_random.size()) == 1);
-  TANDEM_CHECK(EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(realm.data()), realm.size()) == 1);
-  TANDEM_CHECK(EVP_MAC_final(ctx.get(), mac.data(), &length, mac.size()) == 1);
+  // A null key re-initialises with the key already set.
+  TANDEM_CHECK(EVP_MAC_init(ctx, nullptr, 0, nullptr) == 1);
+  TANDEM_CHECK(EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(stamp_and_unique.data()),
+                              stamp_and_unique.size()) == 1);
+  TANDEM_CHECK(EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(realm.data()), realm.size()) == 1);
+  TANDEM_CHECK(EVP_MAC_final(ctx, out, &length, kMacBytes) == 1);
   TANDEM_CHECK(length == kMacBytes);
-  return std::string(reinterpret_cast<const char*>(mac.data()), length);
 }
 
 std::string NonceManager::Issue(std::string_view realm) {
-  auto stamp = static_cast<uint64_t>(NowMs());
   std::string bytes;
   bytes.reserve(kNonceBytes);
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    bytes.push_back(static_cast<char>((stamp >> shift) & 0xff));
-  }
-  bytes += RandomBytes(kRandomBytes);
-  bytes += Mac(bytes, realm);
+  AppendBigEndian(static_cast<uint64_t>(NowMs()), &bytes);
+  AppendBigEndian(instance_, &bytes);
+  AppendBigEndian(next_counter_.fetch_add(1, std::memory_order_relaxed), &bytes);
+  bytes.resize(kNonceBytes);
+  Mac(std::string_view(bytes).substr(0, kKeyBytes), realm, reinterpret_cast<unsigned char*>(bytes.data() + kKeyBytes));
   return Base64UrlEncode(bytes);
 }
 
-bool NonceManager::Authenticate(std::string_view nonce, std::string_view realm,
-                                TimestampMs* timestamp, NonceKey* key) const {
+bool NonceManager::Authenticate(std::string_view nonce, std::string_view realm, Verified* verified) const {
   std::string bytes;
   if (!DecodeNonce(nonce, &bytes)) return false;
   std::string_view view(bytes);
-  std::string expected = Mac(view.substr(0, kKeyBytes), realm);
+  std::array<unsigned char, kMacBytes> expected{};
+  Mac(view.substr(0, kKeyBytes), realm, expected.data());
   if (CRYPTO_memcmp(expected.data(), view.data() + kKeyBytes, kMacBytes) != 0) return false;
   uint64_t stamp = 0;
   for (size_t i = 0; i < kStampBytes; ++i) {
     stamp = (stamp << 8) | static_cast<unsigned char>(view[i]);
   }
-  *timestamp = static_cast<TimestampMs>(stamp);
-  static_assert(sizeof(NonceKey) == kKeyBytes);
-  std::copy_n(view.data(), kKeyBytes, key->data());
+  verified->timestamp_ms = static_cast<TimestampMs>(stamp);
+  static_assert(sizeof(Verified::key) == kKeyBytes && sizeof(NonceKey) == kKeyBytes);
+  std::copy_n(view.data(), kKeyBytes, verified->key.data());
   return true;
 }
 
@@ -157,11 +166,11 @@ NonceStatus NonceManager::AgeStatus(TimestampMs timestamp, TimestampMs now) cons
   return NonceStatus::kValid;
 }
 
-NonceStatus NonceManager::Verify(std::string_view nonce, std::string_view realm) const {
-  TimestampMs timestamp = 0;
-  NonceKey key;
-  if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
-  return AgeStatus(timestamp, NowMs());
+NonceStatus NonceManager::Verify(std::string_view nonce, std::string_view realm, Verified* verified) const {
+  Verified decoded;
+  if (!Authenticate(nonce, realm, &decoded)) return NonceStatus::kInvalid;
+  if (verified != nullptr) *verified = decoded;
+  return AgeStatus(decoded.timestamp_ms, NowMs());
 }
 
 void NonceManager::EvictLocked(TimestampMs now) {
@@ -176,9 +185,14 @@ void NonceManager::EvictLocked(TimestampMs now) {
 
 NonceStatus NonceManager::VerifyAndRecordCount(std::string_view nonce, std::string_view realm,
                                                uint32_t nc) {
-  TimestampMs timestamp = 0;
-  NonceKey key;
-  if (!Authenticate(nonce, realm, &timestamp, &key)) return NonceStatus::kInvalid;
+  Verified verified;
+  if (!Authenticate(nonce, realm, &verified)) return NonceStatus::kInvalid;
+  return RecordCount(verified, nc);
+}
+
+NonceStatus NonceManager::RecordCount(const Verified& verified, uint32_t nc) {
+  const TimestampMs timestamp = verified.timestamp_ms;
+  const NonceKey& key = verified.key;
   const TimestampMs now = NowMs();
   NonceStatus status = AgeStatus(timestamp, now);
   if (status != NonceStatus::kValid) return status;

@@ -1,6 +1,11 @@
 // Issues and checks Digest nonces that need no server-side state to validate:
-//   nonce = base64url(timestamp_ms(8, big-endian) || random(16) ||
-//                     HMAC-SHA256(secret, timestamp || random || realm))
+//   nonce = base64url(timestamp_ms(8, big-endian) || unique(16) ||
+//                     HMAC-SHA256(secret, timestamp || unique || realm))
+// unique = instance(8) || counter(8): `instance` is drawn at random once per
+// NonceManager and the counter increases with each nonce, so nonces never repeat
+// (nor collide between servers sharing the secret) without asking the CSPRNG for
+// every challenge. Nonces need not be unpredictable, only unique and unforgeable:
+// the HMAC makes them unforgeable.
 // A nonce is valid for `lifetime` after issue, then stale (authentic but
 // expired: the client should retry with a fresh nonce without re-asking the user).
 // Replay protection: for each live nonce in use, the highest nonce-count (nc)
@@ -22,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <array>
+#include <atomic>
 #include <functional>
 #include <queue>
 #include <string>
@@ -66,8 +72,20 @@ class NonceManager {
   // A fresh nonce for `realm` (75 characters of [A-Za-z0-9_-]).
   std::string Issue(std::string_view realm);
 
-  // Authenticity and age only; changes nothing. Never returns kReplayed.
-  NonceStatus Verify(std::string_view nonce, std::string_view realm) const;
+  // What Verify learnt of an authentic nonce, for RecordCount.
+  struct Verified {
+    int64_t timestamp_ms = 0;
+    std::array<char, 24> key{};  // timestamp || unique: identifies the nonce
+  };
+
+  // Authenticity and age only; changes nothing. Never returns kReplayed. When
+  // `verified` is given and the nonce is authentic (kValid or kStale), fills it in.
+  NonceStatus Verify(std::string_view nonce, std::string_view realm, Verified* verified = nullptr) const;
+
+  // For a nonce Verify found valid: checks its age again and that `nc` is above
+  // the highest nonce-count accepted for it, and records `nc`. Call only once the
+  // response has been checked, so that forged requests cannot burn counts.
+  NonceStatus RecordCount(const Verified& verified, uint32_t nc);
 
   // Verify, then, if valid, checks that `nc` is above the highest nonce-count
   // accepted for this nonce and records it. Call only once the response has been
@@ -79,7 +97,6 @@ class NonceManager {
 
  private:
   using TimestampMs = int64_t;
-  // timestamp || random: what identifies a nonce.
   using NonceKey = std::array<char, 24>;
   struct NonceKeyHash {
     size_t operator()(const NonceKey& key) const {
@@ -88,13 +105,12 @@ class NonceManager {
   };
   using AgeEntry = std::pair<TimestampMs, NonceKey>;
 
-  // Decodes and authenticates; on success sets the timestamp and the 24-byte
-  // key (timestamp || random) identifying the nonce.
-  bool Authenticate(std::string_view nonce, std::string_view realm, TimestampMs* timestamp,
-                    NonceKey* key) const;
+  // Decodes and authenticates; on success fills in `verified`.
+  bool Authenticate(std::string_view nonce, std::string_view realm, Verified* verified) const;
   NonceStatus AgeStatus(TimestampMs timestamp, TimestampMs now) const;
   TimestampMs NowMs() const;
-  std::string Mac(std::string_view stamp_and_random, std::string_view realm) const;
+  // HMAC-SHA256(secret, stamp_and_unique || realm) into `out` (32 bytes).
+  void Mac(std::string_view stamp_and_unique, std::string_view realm, unsigned char* out) const;
   void EvictLocked(TimestampMs now);
 
   struct MacContextFree {
@@ -104,9 +120,13 @@ class NonceManager {
   const NonceManagerOptions options_;
   const Clock& clock_;
   std::string secret_;
-  // HMAC-SHA256 keyed with secret_ once; each MAC duplicates it (fetching the
-  // algorithm and keying per call, as one-shot HMAC() does, costs several times more).
-  std::unique_ptr<EVP_MAC_CTX, MacContextFree> mac_template_;
+  const uint64_t instance_;  // random, drawn once: the first half of each nonce's unique part
+  std::atomic<uint64_t> next_counter_{0};
+  // HMAC-SHA256 keyed with secret_ once and re-initialised for each MAC with the
+  // same key (a third of the cost of duplicating a keyed context, which itself is
+  // several times cheaper than fetching and keying per call as one-shot HMAC() does).
+  mutable std::mutex mac_mu_;
+  std::unique_ptr<EVP_MAC_CTX, MacContextFree> mac_;  // guarded by mac_mu_
 
   mutable std::mutex mu_;
   // key (timestamp || random) -> highest nonce-count accepted.

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/admin_target.h"
+#include "cli/backup_commands.h"
 #include "cli/command_util.h"
 #include "cli/data_commands.h"
 #include "cli/launcher.h"
@@ -337,6 +338,7 @@ int RunCli(int argc, char** argv) {
   AddMeetingCommands(app, connection, as_json);
   AddPoolCommands(app, connection, as_json);
   AddBackendCommands(app, connection, as_json);
+  AddBackupCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
 
   try {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "admin/http_client.h"
+#include "backup/pairing.h"
 #include "cli/admin_target.h"
 #include "common/file_util.h"
 #include "server/server.h"
@@ -161,6 +162,14 @@ Status Up(const UpOptions& options) {
   std::string token_file = data_dir + "/admin.token";
   std::string token = GenerateAdminToken();
   if (auto written = WriteFileAtomically(token_file, token + "\n", 0600); !written) return written;
+  // Paired pools authenticate their Backup Service link with a secret of their own,
+  // kept across restarts; created here so servers starting at once agree on it.
+  for (const PoolSpec& pool : topology.pools) {
+    if (!pool.backup_pool) continue;
+    if (auto secret = LoadOrCreatePairingSecret(data_dir, pool.fqdn, *pool.backup_pool); !secret) {
+      return std::unexpected(secret.error());
+    }
+  }
 
   // Block the signals we wait for before forking, so none is lost in between.
   sigset_t waited;

@@ -57,9 +57,9 @@ class FakeClock final : public Clock {
 };
 
 // Unix time in milliseconds, the unit of every timestamp tandem stores.
-inline int64_t NowUnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+inline int64_t ToUnixMillis(std::chrono::system_clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
 }
+inline int64_t NowUnixMillis() { return ToUnixMillis(std::chrono::system_clock::now()); }
 
 }  // namespace tandem

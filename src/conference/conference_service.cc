@@ -110,15 +110,6 @@ std::string NewDialInPin(size_t digits) {
   return pin;
 }
 
-std::string Sha256Hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  TANDEM_CHECK(EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) == 1);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
-}
-
 ConferenceService::ConferenceService(std::string admin_token, CmsReplica& replica, Store& store,
                                      std::string local_pool, size_t max_content_bytes)
     : store_(store),

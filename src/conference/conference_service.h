@@ -38,6 +38,7 @@
 
 #include "admin/http_server.h"
 #include "cms/cms_replica.h"
+#include "common/hash.h"
 #include "store/store.h"
 #include "userdata/home_pool_router.h"
 
@@ -81,7 +82,5 @@ class ConferenceService {
 std::string NewMeetingId();
 // `digits` random decimal digits.
 std::string NewDialInPin(size_t digits);
-// Lower-case hex SHA-256.
-std::string Sha256Hex(std::string_view bytes);
 
 }  // namespace tandem

@@ -1,5 +1,6 @@
 #include "pool/pool_membership.h"
 
+#include <algorithm>
 #include <future>
 
 #include <fmt/format.h>
@@ -52,7 +53,14 @@ void PoolMembership::Stop() {
 void PoolMembership::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    wake_.wait_for(lock, options_.renew_interval, [this] { return stopping_; });
+    // Wake at the next renewal, or just after another server's lease runs out if
+    // that comes first: its users are taken over without waiting for our renewal.
+    auto wait = options_.renew_interval;
+    if (next_expiry_ms_ > 0) {
+      auto until_expiry = std::chrono::milliseconds(next_expiry_ms_ - MillisOf(clock_) + 5);
+      wait = std::clamp(until_expiry, std::chrono::milliseconds(1), wait);
+    }
+    wake_.wait_for(lock, wait, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
     if (auto renewed = RenewAndRefresh(); !renewed) {
@@ -70,17 +78,34 @@ Status PoolMembership::RenewAndRefresh() {
   auto leases = store_.ListLeases(options_.pool);
   if (!leases) return std::unexpected(leases.error());
   std::vector<std::string> live;
+  int64_t next_expiry = 0;
   for (const LeaseRecord& lease : *leases) {
-    if (lease.expires_at_ms > now) live.push_back(lease.server_id);
+    if (lease.expires_at_ms <= now) continue;
+    live.push_back(lease.server_id);
+    if (lease.server_id != options_.server_id && (next_expiry == 0 || lease.expires_at_ms < next_expiry)) {
+      next_expiry = lease.expires_at_ms;
+    }
   }
   RoutingGroupMap map(live);
-  std::lock_guard lock(mu_);
-  if (map.live_servers() != map_.live_servers()) {
-    spdlog::info("pool {}: live servers now {}", options_.pool, fmt::join(map.live_servers(), ", "));
+  RoutingGroupMap before;
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    changed = !initialized_ || map.live_servers() != map_.live_servers();
+    before = map_;
+    leases_ = std::move(*leases);
+    next_expiry_ms_ = next_expiry;
   }
-  map_ = std::move(map);
-  leases_ = std::move(*leases);
-  live_servers_->Set(static_cast<double>(map_.live_servers().size()));
+  if (changed) {
+    spdlog::info("pool {}: live servers now {}", options_.pool, fmt::join(map.live_servers(), ", "));
+    // Only this thread (or Start, before it exists) gets here, so calls come in
+    // order. The status shows the new map once the listener has taken it over.
+    if (listener_) listener_(before, map);
+    std::lock_guard lock(mu_);
+    map_ = std::move(map);
+    initialized_ = true;
+    live_servers_->Set(static_cast<double>(map_.live_servers().size()));
+  }
   return OkStatus();
 }
 

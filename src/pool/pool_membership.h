@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -44,6 +45,11 @@ class PoolMembership {
   // Stops renewing and releases the lease, so the others take over at once.
   void Stop();
 
+  // Called (on the membership thread, or in Start) whenever the live set changes,
+  // first with an empty `before`. Set before Start.
+  using OwnershipListener = std::function<void(const RoutingGroupMap& before, const RoutingGroupMap& after)>;
+  void SetOwnershipListener(OwnershipListener listener) { listener_ = std::move(listener); }
+
   RoutingGroupMap Current() const;
   void RegisterRoutes(HttpServer& http);
 
@@ -56,6 +62,7 @@ class PoolMembership {
   Store& store_;
   CmsReplica& replica_;
   const Clock& clock_;
+  OwnershipListener listener_;
   Gauge* live_servers_;
   Counter* renew_failures_;
 
@@ -64,6 +71,8 @@ class PoolMembership {
   bool stopping_ = false;                 // guarded by mu_
   RoutingGroupMap map_;                   // guarded by mu_
   std::vector<LeaseRecord> leases_;       // guarded by mu_: the last read, live or not
+  bool initialized_ = false;              // guarded by mu_: map_ reflects a read
+  int64_t next_expiry_ms_ = 0;            // guarded by mu_: the soonest other live lease's expiry
   std::thread thread_;
 };
 

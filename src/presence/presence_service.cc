@@ -166,6 +166,13 @@ void PresenceService::HandleSubscribe(const std::shared_ptr<sip::ServerTransacti
   subscription.expires_at_ms = NowMs() + int64_t{seconds} * 1000;
 
   SipMessage response = sip::BuildResponse(request, 200, "OK", subscription.our_tag);
+  if (to_tag.empty()) {
+    // Proxies of the pool that record-routed stay in the dialog (RFC 3261 §12.1.1).
+    for (size_t i = request.FindHeaderIndex(HeaderId::kRecordRoute); i != SipMessage::npos;
+         i = request.FindHeaderIndex(HeaderId::kRecordRoute, i + 1)) {
+      response.AddHeader(HeaderId::kRecordRoute, request.header(i).value);
+    }
+  }
   response.AddHeader(HeaderId::kExpires, std::to_string(seconds));
   response.AddHeader(HeaderId::kContact, fmt::format("<sip:{}>", transport_.SentBy()));
   transaction->Respond(std::move(response));

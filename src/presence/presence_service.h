@@ -58,6 +58,10 @@ class PresenceService {
 
   nlohmann::json StatusJson() const;
 
+  // The soft state, for pool takeover (write-back and loading); both thread-safe.
+  PublicationStore& publications() { return publications_; }
+  SubscriptionTable& subscriptions() { return subscriptions_; }
+
  private:
   // The presentity AOR of a PUBLISH/SUBSCRIBE (its To), or nullopt after answering 4xx.
   std::optional<std::string> ResolvePresentity(const std::shared_ptr<sip::ServerTransaction>& transaction);

@@ -67,8 +67,37 @@ PublishResult PublicationStore::Publish(const std::string& aor, const PublishReq
     }
   }
   result.composition_changed = !SameState(before, ComposeLocked(publications, now_ms));
+  Announce(aor, publications);
   if (publications.empty()) by_aor_.erase(aor);
   return result;
+}
+
+void PublicationStore::Announce(const std::string& aor, const std::map<std::string, Publication>& publications) const {
+  if (!listener_) return;
+  std::vector<PublicationRecord> all;
+  all.reserve(publications.size());
+  for (const auto& [etag, publication] : publications) {
+    all.push_back(PublicationRecord{etag, publication.state, publication.expires_at_ms, publication.updated_ms});
+  }
+  listener_(aor, all);
+}
+
+void PublicationStore::Restore(const std::string& aor, const std::vector<PublicationRecord>& all) {
+  std::lock_guard lock(mu_);
+  if (all.empty()) {
+    by_aor_.erase(aor);
+    return;
+  }
+  auto& publications = by_aor_[aor];
+  publications.clear();
+  for (const PublicationRecord& record : all) {
+    publications[record.etag] = Publication{record.state, record.expires_at_ms, record.updated_ms};
+  }
+}
+
+size_t PublicationStore::RemoveIf(const std::function<bool(const std::string& aor)>& predicate) {
+  std::lock_guard lock(mu_);
+  return std::erase_if(by_aor_, [&](const auto& entry) { return predicate(entry.first); });
 }
 
 std::optional<PresenceState> PublicationStore::Compose(const std::string& aor, int64_t now_ms) const {
@@ -86,6 +115,7 @@ std::vector<std::string> PublicationStore::SweepExpired(int64_t now_ms) {
     std::optional<PresenceState> before = ComposeLocked(it->second, INT64_MIN);
     size_t removed = std::erase_if(it->second, [&](const auto& entry) { return entry.second.expires_at_ms <= now_ms; });
     if (removed > 0 && !SameState(before, ComposeLocked(it->second, now_ms))) changed.push_back(it->first);
+    if (removed > 0) Announce(it->first, it->second);
     it = it->second.empty() ? by_aor_.erase(it) : std::next(it);
   }
   return changed;

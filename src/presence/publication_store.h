@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,14 @@ struct PublishResult {
   bool composition_changed = false;  // watchers must be notified
 };
 
+// One publication as the pool's store keeps it for takeover.
+struct PublicationRecord {
+  std::string etag;
+  PresenceState state;
+  int64_t expires_at_ms = 0;
+  int64_t updated_ms = 0;
+};
+
 class PublicationStore {
  public:
   PublishResult Publish(const std::string& aor, const PublishRequest& request, int64_t now_ms);
@@ -42,6 +51,16 @@ class PublicationStore {
 
   size_t publication_count() const;
 
+  // Pool takeover. The listener hears every change to a user's publications (all
+  // of them afterwards; empty when none are left), under the store's lock, so it
+  // must not call back into the store. Set it before the store is shared.
+  using ChangeListener = std::function<void(const std::string& aor, const std::vector<PublicationRecord>& all)>;
+  void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Replaces `aor`'s publications with ones loaded from the store (not heard).
+  void Restore(const std::string& aor, const std::vector<PublicationRecord>& all);
+  // Forgets the users another server now owns (not heard); returns how many.
+  size_t RemoveIf(const std::function<bool(const std::string& aor)>& predicate);
+
  private:
   struct Publication {
     PresenceState state;
@@ -51,6 +70,9 @@ class PublicationStore {
   static std::optional<PresenceState> ComposeLocked(const std::map<std::string, Publication>& publications,
                                                     int64_t now_ms);
 
+  void Announce(const std::string& aor, const std::map<std::string, Publication>& publications) const;
+
+  ChangeListener listener_;
   mutable std::mutex mu_;
   std::map<std::string, std::map<std::string, Publication>> by_aor_;  // aor -> etag -> publication
   uint64_t next_etag_ = 1;

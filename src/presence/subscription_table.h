@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -43,8 +44,21 @@ class SubscriptionTable {
 
   size_t size() const;
 
+  // Pool takeover. The listener hears every change (the subscription as it now is,
+  // or removed), under the table's lock, so it must not call back into the table.
+  // Set it before the table is shared.
+  using ChangeListener = std::function<void(const Subscription& subscription, bool removed)>;
+  void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Adds a subscription loaded from the store (not heard).
+  void Restore(const Subscription& subscription);
+  // Forgets the subscriptions to presentities another server now owns (not heard).
+  size_t RemoveIf(const std::function<bool(const std::string& presentity)>& predicate);
+
  private:
   using Key = std::pair<std::string, std::string>;  // call_id, our_tag
+  void UpsertLocked(const Subscription& subscription);
+  void RemoveLocked(std::map<Key, Subscription>::iterator found);
+  ChangeListener listener_;
   mutable std::mutex mu_;
   std::map<Key, Subscription> by_dialog_;               // guarded by mu_
   std::map<std::string, std::set<Key>> by_presentity_;  // guarded by mu_

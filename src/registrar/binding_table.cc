@@ -133,6 +133,7 @@ Result<std::vector<Binding>> BindingTable::Apply(const std::string& aor, const s
 
   size_t before = found == bindings_.end() ? 0 : found->second.size();
   binding_count_ = binding_count_ - before + current.size();
+  if (listener_) listener_(aor, current);
   if (current.empty()) {
     if (found != bindings_.end()) bindings_.erase(found);
     return current;
@@ -163,6 +164,38 @@ size_t BindingTable::SweepExpired(int64_t now_ms) {
     it = it->second.empty() ? bindings_.erase(it) : std::next(it);
   }
   binding_count_ -= removed;
+  return removed;
+}
+
+void BindingTable::Restore(const std::string& aor, const std::vector<Binding>& bindings) {
+  std::lock_guard lock(mu_);
+  auto found = bindings_.find(std::string_view(aor));
+  size_t before = found == bindings_.end() ? 0 : found->second.size();
+  binding_count_ = binding_count_ - before + bindings.size();
+  if (bindings.empty()) {
+    if (found != bindings_.end()) bindings_.erase(found);
+    return;
+  }
+  if (found == bindings_.end()) {
+    found = bindings_.emplace(std::pmr::string(aor, &pool_), StoredBindings(&pool_)).first;
+  }
+  std::vector<Binding> sorted = bindings;
+  SortByQ(sorted);
+  Store(sorted, &found->second);
+}
+
+size_t BindingTable::RemoveUsersIf(const std::function<bool(std::string_view aor)>& predicate) {
+  std::lock_guard lock(mu_);
+  size_t removed = 0;
+  for (auto it = bindings_.begin(); it != bindings_.end();) {
+    if (!predicate(it->first)) {
+      ++it;
+      continue;
+    }
+    binding_count_ -= it->second.size();
+    it = bindings_.erase(it);
+    ++removed;
+  }
   return removed;
 }
 

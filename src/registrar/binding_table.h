@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory_resource>
 #include <mutex>
 #include <string>
@@ -56,6 +57,16 @@ class BindingTable {
   // Drops expired bindings; returns how many.
   size_t SweepExpired(int64_t now_ms);
 
+  // Pool takeover. The listener hears every change Apply makes (the AOR's bindings
+  // afterwards; empty when none are left), under the table's lock, so it must not
+  // call back into the table. Set it before the table is shared.
+  using ChangeListener = std::function<void(const std::string& aor, const std::vector<Binding>& bindings)>;
+  void SetChangeListener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Replaces the bindings of `aor` with ones loaded from the store (not heard).
+  void Restore(const std::string& aor, const std::vector<Binding>& bindings);
+  // Forgets the users another server now owns (not heard); returns how many.
+  size_t RemoveUsersIf(const std::function<bool(std::string_view aor)>& predicate);
+
   size_t user_count() const;
   size_t binding_count() const;
 
@@ -95,6 +106,7 @@ class BindingTable {
   std::pmr::unsynchronized_pool_resource pool_;
   std::pmr::unordered_map<std::pmr::string, StoredBindings, KeyHash, KeyEqual> bindings_;  // guarded by mu_
   size_t binding_count_ = 0;                                              // guarded by mu_
+  ChangeListener listener_;
 };
 
 }  // namespace tandem

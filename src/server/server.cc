@@ -1,7 +1,6 @@
 #include "server/server.h"
 
 #include <malloc.h>
-#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,9 +18,12 @@
 #include "cms/cms_agent.h"
 #include "cms/cms_replica.h"
 #include "pool/pool_membership.h"
+#include "pool/pool_soft_state.h"
 #include "server/sip_service.h"
 #include "common/file_util.h"
+#include "common/hash.h"
 #include "conference/conference_service.h"
+#include "backup/backup_service.h"
 #include "common/metrics.h"
 #include "store/store.h"
 #include "topology/topology.h"
@@ -34,27 +36,9 @@ std::string ServerDirectory(const std::string& data_dir, const std::string& serv
   return data_dir + "/servers/" + server_id;
 }
 
-std::string GenerateAdminToken() {
-  unsigned char bytes[32];
-  TANDEM_CHECK(RAND_bytes(bytes, sizeof(bytes)) == 1);
-  std::string token;
-  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
-  return token;
-}
+std::string GenerateAdminToken() { return RandomHex(32); }
 
-Result<std::string> LoadOrCreateAdminToken(const std::string& path) {
-  auto existing = ReadFile(path);
-  if (existing) {
-    std::string token = *existing;
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.empty()) return MakeError(ErrorCode::kInvalidArgument, fmt::format("admin token file {} is empty", path));
-    return token;
-  }
-  if (existing.error().code != ErrorCode::kNotFound) return std::unexpected(existing.error());
-  std::string token = GenerateAdminToken();
-  if (auto written = WriteFileAtomically(path, token + "\n", 0600); !written) return std::unexpected(written.error());
-  return token;
-}
+Result<std::string> LoadOrCreateAdminToken(const std::string& path) { return LoadOrCreateSecretFile(path); }
 
 namespace {
 
@@ -90,8 +74,9 @@ Result<std::unique_ptr<Store>> OpenPoolStore(const PoolSpec& pool, const std::st
   return MakeError(ErrorCode::kInternal, "unknown back-end type");
 }
 
-// Meeting content uploads go up to 50 MiB; the admin API leaves room for that.
-constexpr size_t kMaxAdminBodyBytes = size_t{64} << 20;
+// Meeting content uploads go up to 50 MiB; the admin API leaves room for that, and
+// for such a file in base64 inside a Backup Service batch.
+constexpr size_t kMaxAdminBodyBytes = size_t{96} << 20;
 
 // Who may see a presentity's presence, from its privacy settings and contact list.
 WatcherAuthorizer AuthorizerFor(Store& store) {
@@ -129,16 +114,38 @@ class ServerImpl final : public Server {
                                         *replica_, *store_, metrics_);
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
+    sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
+    sip_->SetPoolPeers(PoolPeersOf(*snapshot.topology, *self));
+    // Soft state goes back to the store, and comes from it for the routing groups
+    // this server gains; SIP routes a group here only once its state is loaded.
+    soft_state_ = std::make_unique<PoolSoftState>(
+        SoftStateOptions{.pool = pool_fqdn_, .server_id = options_.server_id}, *store_, sip_->bindings(),
+        sip_->presence().publications(), sip_->presence().subscriptions(), metrics_);
+    soft_state_->Start();
     membership_ = std::make_unique<PoolMembership>(
-        MembershipOptions{.server_id = options_.server_id, .pool = pool_fqdn_, .admin_token = token_}, *store_,
-        *replica_, metrics_);
+        MembershipOptions{.server_id = options_.server_id,
+                          .pool = pool_fqdn_,
+                          .admin_token = token_,
+                          .renew_interval = snapshot.topology->lease_renew_interval,
+                          .lease_expiry = snapshot.topology->lease_expiry},
+        *store_, *replica_, metrics_);
+    membership_->SetOwnershipListener([this](const RoutingGroupMap& before, const RoutingGroupMap& after) {
+      if (auto loaded = soft_state_->OnOwnershipChanged(before, after); !loaded) {
+        spdlog::error("pool: {}; those users must register again", loaded.error().message);
+      }
+      sip_->SetRoutingGroups(after);
+    });
     if (auto joined = membership_->Start(); !joined) return joined;
     users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
-    sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
     if (auto started = sip_->Start(); !started) return started;
     user_data_ = std::make_unique<UserDataService>(token_, *replica_, *store_, pool_fqdn_);
     user_data_->SetPresenceChangeHook([this](const std::string& uri) { sip_->PresentityChanged(uri); });
     conference_ = std::make_unique<ConferenceService>(token_, *replica_, *store_, pool_fqdn_);
+    backup_ = std::make_unique<BackupService>(
+        BackupServiceOptions{
+            .shipper = {.server_id = options_.server_id, .pool = pool_fqdn_, .data_dir = options_.data_dir},
+            .admin_token = token_},
+        *store_, *replica_, metrics_);
 
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
@@ -146,6 +153,7 @@ class ServerImpl final : public Server {
     membership_->RegisterRoutes(http_);
     user_data_->RegisterRoutes(http_);
     conference_->RegisterRoutes(http_);
+    backup_->RegisterRoutes(http_);
     auto port = http_.Listen(self->address, self->admin_port);
     if (!port) return std::unexpected(port.error());
     spdlog::info("server {} of pool {}: admin API on {}:{}, CMS version {}", options_.server_id, pool_fqdn_,
@@ -161,6 +169,7 @@ class ServerImpl final : public Server {
       Stop();
     });
     agent_->Start();
+    backup_->Start();
     auto work = boost::asio::make_work_guard(io_);
     // Two threads: a slow admin call (a forwarded publish) never blocks health checks.
     std::thread helper([this] { io_.run(); });
@@ -177,9 +186,13 @@ class ServerImpl final : public Server {
 
  private:
   void Shutdown() {
-    if (membership_) membership_->Stop();  // release the lease first: the others take over at once
+    // No more SIP changes, the last soft state written back, then the lease released:
+    // the others take over at once, with everything.
     if (sip_) sip_->Stop();
+    if (soft_state_) soft_state_->Stop();
+    if (membership_) membership_->Stop();
     if (agent_) agent_->Stop();
+    if (backup_) backup_->Stop();  // releases the backup lease: another server ships at once
   }
 
   void RegisterRoutes() {
@@ -192,7 +205,8 @@ class ServerImpl final : public Server {
           {"pid", ::getpid()},
           {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
           {"cms", agent_->StatusJson()},
-          {"sip", sip_->StatusJson()}};
+          {"sip", sip_->StatusJson()},
+          {"backup", {{"holds_lease", backup_->HoldsLease()}}}};
       return HttpResponse::Json(200, status.dump());
     });
     // Back-end HA: any server may report on or fail over any pool's PostgreSQL pair;
@@ -249,8 +263,10 @@ class ServerImpl final : public Server {
   std::unique_ptr<PoolMembership> membership_;
   std::unique_ptr<UserService> users_;
   std::unique_ptr<SipService> sip_;
+  std::unique_ptr<PoolSoftState> soft_state_;  // borrows sip_'s tables
   std::unique_ptr<UserDataService> user_data_;
   std::unique_ptr<ConferenceService> conference_;
+  std::unique_ptr<BackupService> backup_;
   std::string pool_fqdn_;
 };
 

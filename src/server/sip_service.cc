@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -48,7 +50,51 @@ DigestAuthenticatorOptions AuthenticatorOptions(const Topology& topology, const 
   return options;
 }
 
+// The user a request is for, as the registrar and presence key it
+// ("sip:alice@example.com"): MESSAGE by its Request-URI (falling back to To),
+// REGISTER, PUBLISH and SUBSCRIBE by To. nullopt for requests served wherever they
+// arrive (OPTIONS, meeting chat, foreign domains).
+std::optional<std::string> RoutingAorOf(const sip::SipMessage& request, std::string_view domain) {
+  auto aor_of = [&](const sip::Uri& uri) -> std::optional<std::string> {
+    std::string host(uri.host);
+    std::transform(host.begin(), host.end(), host.begin(), ::tolower);
+    std::string user = uri.UnescapedUser();
+    if (!uri.is_sip() || host != domain || user.empty() || user.starts_with(kMeetingUserPrefix)) return std::nullopt;
+    return fmt::format("sip:{}@{}", user, host);
+  };
+  sip::Method method = request.method_id();
+  if (method == sip::Method::kMessage) {
+    auto uri = request.RequestUri();
+    if (uri && uri->has_user) return aor_of(*uri);
+  } else if (method != sip::Method::kRegister && method != sip::Method::kPublish &&
+             method != sip::Method::kSubscribe) {
+    return std::nullopt;
+  }
+  auto to = request.To();
+  if (!to) return std::nullopt;
+  return aor_of(to->uri);
+}
+
+std::string SentByOf(const std::string& address, uint16_t port) {
+  bool ipv6 = address.find(':') != std::string::npos && address.front() != '[';
+  return ipv6 ? fmt::format("[{}]:{}", address, port) : fmt::format("{}:{}", address, port);
+}
+
 }  // namespace
+
+std::vector<PoolPeer> PoolPeersOf(const Topology& topology, const ServerSpec& self) {
+  const PoolSpec* pool = nullptr;
+  std::vector<PoolPeer> peers;
+  if (topology.FindServer(self.id, &pool) == nullptr) return peers;
+  for (const ServerSpec& server : pool->servers) {
+    if (server.id == self.id) continue;
+    std::string address = server.address;
+    if (address.size() > 2 && address.front() == '[') address = address.substr(1, address.size() - 2);
+    peers.push_back(PoolPeer{server.id, sip::RequestTarget{sip::TransportProtocol::kUdp, address, server.sip_port},
+                             SentByOf(address, server.sip_port)});
+  }
+  return peers;
+}
 
 SipService::SipService(const Topology& topology, const ServerSpec& self, Store& store, MetricsRegistry& metrics,
                        const std::string& shared_secret, WatcherAuthorizer authorize_watcher)
@@ -66,7 +112,12 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
                 metrics),
       sweep_timer_(io_),
       registered_users_(metrics.GetGauge("tandem_registrar_users", "users with at least one registered contact")),
-      registered_contacts_(metrics.GetGauge("tandem_registrar_contacts", "registered contacts")) {
+      registered_contacts_(metrics.GetGauge("tandem_registrar_contacts", "registered contacts")),
+      self_id_(self.id),
+      domain_(topology.sip_domain),
+      forwarded_(metrics.GetCounter("tandem_sip_pool_forwarded_total",
+                                    "requests proxied to the pool server owning their user")),
+      too_many_hops_(metrics.GetCounter("tandem_sip_too_many_hops_total", "requests refused with 483")) {
   transport_.SetRequestHandler([this](const std::shared_ptr<sip::ServerTransaction>& transaction) {
     OnRequest(transaction);
   });
@@ -100,6 +151,53 @@ void SipService::Stop() {
     io_.stop();
   });
   thread_.join();
+}
+
+void SipService::SetPoolPeers(std::vector<PoolPeer> peers) { peers_ = std::move(peers); }
+
+void SipService::SetRoutingGroups(RoutingGroupMap map) {
+  boost::asio::post(io_, [this, map = std::move(map)]() mutable { routing_ = std::move(map); });
+}
+
+bool SipService::ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& transaction) {
+  if (routing_.live_servers().size() < 2) return false;  // alone (or not yet routing): serve everything
+  const sip::SipMessage& request = transaction->request();
+  auto aor = RoutingAorOf(request, domain_);
+  if (!aor) return false;
+  const std::string& owner = routing_.OwnerOfUser(*aor);
+  if (owner.empty() || owner == self_id_) return false;
+  auto peer = std::find_if(peers_.begin(), peers_.end(), [&](const PoolPeer& p) { return p.id == owner; });
+  if (peer == peers_.end()) return false;
+  // Forwarded by a peer whose view of the pool differs from ours for a moment: we
+  // serve it rather than bounce it back (never two hops inside the pool).
+  if (auto via = request.TopVia(); via && std::any_of(peers_.begin(), peers_.end(), [&](const PoolPeer& p) {
+        return p.sent_by == fmt::format("{}:{}", via->host, via->has_port ? via->port : 5060);
+      })) {
+    return false;
+  }
+  int hops = request.MaxForwards().value_or(70);
+  if (hops <= 0) {
+    too_many_hops_->Increment();
+    transaction->Respond(483, "Too Many Hops");
+    return true;
+  }
+  sip::SipMessage forwarded = request;
+  forwarded.SetHeader(sip::HeaderId::kMaxForwards, std::to_string(hops - 1));
+  // A Route naming us (we record-routed this dialog) has done its job (RFC 3261 §16.4).
+  if (auto route = forwarded.FindHeader(sip::HeaderId::kRoute);
+      route && route->find(transport_.SentBy()) != std::string_view::npos) {
+    forwarded.RemoveTopValue(sip::HeaderId::kRoute);
+  }
+  if (request.method_id() == sip::Method::kSubscribe && request.ToTag().empty()) {
+    forwarded.PrependHeader(sip::HeaderId::kRecordRoute, fmt::format("<sip:{};lr>", transport_.SentBy()));
+  }
+  forwarded_->Increment();
+  uac_.Send(std::move(forwarded), peer->target, [transaction](const sip::SipMessage& response) {
+    sip::SipMessage relayed = response;
+    relayed.RemoveTopValue(sip::HeaderId::kVia);  // ours; the client's is next
+    transaction->Respond(std::move(relayed));
+  });
+  return true;
 }
 
 void SipService::ScheduleSweep() {
@@ -139,6 +237,7 @@ void SipService::OnRequest(const std::shared_ptr<sip::ServerTransaction>& transa
     if (method_index < requests_by_method_.size()) requests_by_method_[method_index] = counter;
   }
   counter->Increment();
+  if (ForwardToOwner(transaction)) return;
   switch (request.method_id()) {
     case sip::Method::kRegister:
       registrar_.HandleRegister(transaction);

@@ -4,6 +4,14 @@
 // PUBLISH/SUBSCRIBE to presence, MESSAGE to instant messaging). Runs its own io_context on one SIP thread, so SIP
 // traffic never waits behind admin calls.
 //
+// Any server answers for its pool: a request for a user whose routing group another
+// live server of the pool owns is proxied to that server (statefully: our Via on
+// top, Max-Forwards decremented, Record-Route on a dialog-creating SUBSCRIBE so the
+// dialog's later requests come back through us and follow the group if its owner
+// changes), and the owner's response is relayed with our Via removed. The owner
+// authenticates (digest nonces are valid pool-wide), so the proxy never challenges.
+// A request that a pool peer forwarded is always served here: never a second hop.
+//
 // Thread-safety: Start/Stop from the owning thread; the rest runs on the SIP thread.
 #pragma once
 
@@ -22,12 +30,22 @@
 #include "common/metrics.h"
 #include "registrar/binding_table.h"
 #include "registrar/registrar.h"
+#include "pool/routing_group_map.h"
 #include "store/store.h"
 #include "topology/topology.h"
 #include "transport/sip_transport.h"
 #include "uac/client_transactions.h"
 
 namespace tandem {
+
+// The other servers of this server's pool, as SIP next hops.
+struct PoolPeer {
+  std::string id;
+  sip::RequestTarget target;
+  std::string sent_by;  // "address:port" as their Via headers carry it
+};
+// The pool peers of `self` in `topology` (every server of its pool but itself).
+std::vector<PoolPeer> PoolPeersOf(const Topology& topology, const ServerSpec& self);
 
 class SipService {
  public:
@@ -45,8 +63,19 @@ class SipService {
   // User data that decides who sees `presentity` changed (any thread).
   void PresentityChanged(const std::string& presentity) { presence_.PresentityChanged(presentity); }
 
+  // Pool routing: who owns which routing group now (any thread; takes effect on the
+  // SIP thread, in order). Until the first call every request is served here.
+  void SetRoutingGroups(RoutingGroupMap map);
+  void SetPoolPeers(std::vector<PoolPeer> peers);  // before Start
+
+  // The soft state, for write-back and takeover (thread-safe tables).
+  BindingTable& bindings() { return bindings_; }
+  PresenceService& presence() { return presence_; }
+
  private:
   void OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction);
+  // Proxies the request to the pool peer owning its user; false to serve it here.
+  bool ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& transaction);
   void ScheduleSweep();
   void ReleaseMemoryAfterBursts();
 
@@ -69,6 +98,12 @@ class SipService {
   // tandem_sip_requests_total by method, indexed by sip::Method (looked up once: the
   // registry lookup formats labels and takes a lock). SIP thread only.
   std::array<Counter*, 32> requests_by_method_{};
+  const std::string self_id_;
+  const std::string domain_;
+  std::vector<PoolPeer> peers_;  // set before Start
+  RoutingGroupMap routing_;      // SIP thread only
+  Counter* forwarded_;
+  Counter* too_many_hops_;
 };
 
 }  // namespace tandem

@@ -90,6 +90,42 @@ std::span<const Migration> SqliteMigrations() {
        "  pool TEXT NOT NULL,"
        "  renewed_at_ms INTEGER NOT NULL,"
        "  expires_at_ms INTEGER NOT NULL)"},
+      // The Backup Service's bookkeeping (store.h, "Replication"); none of it is logged.
+      {5, "replication",
+       "CREATE INDEX change_log_by_module ON change_log(module, seq);"
+       "CREATE TABLE import_progress ("
+       "  source_pool TEXT NOT NULL,"
+       "  module TEXT NOT NULL,"
+       "  applied_seq INTEGER NOT NULL,"
+       "  applied_at_ms INTEGER NOT NULL,"
+       "  source_at_ms INTEGER NOT NULL,"
+       "  snapshot_seq INTEGER NOT NULL,"
+       "  PRIMARY KEY (source_pool, module));"
+       "CREATE TABLE export_progress ("
+       "  partner_pool TEXT NOT NULL,"
+       "  module TEXT NOT NULL,"
+       "  acked_seq INTEGER NOT NULL,"
+       "  acked_at_ms INTEGER NOT NULL,"
+       "  PRIMARY KEY (partner_pool, module));"
+       "CREATE TABLE named_leases ("
+       "  name TEXT PRIMARY KEY,"
+       "  holder TEXT NOT NULL,"
+       "  expires_at_ms INTEGER NOT NULL);"
+       "CREATE TABLE settings ("
+       "  key TEXT PRIMARY KEY,"
+       "  value TEXT NOT NULL)"},
+      // Soft state written back for takeover (see store.h): no change-log records.
+      {6, "pool soft state",
+       "CREATE TABLE soft_state ("
+       "  pool TEXT NOT NULL,"
+       "  kind TEXT NOT NULL,"
+       "  key TEXT NOT NULL,"
+       "  routing_group INTEGER NOT NULL,"
+       "  expires_at_ms INTEGER NOT NULL,"
+       "  payload TEXT NOT NULL,"
+       "  PRIMARY KEY (pool, kind, key));"
+       "CREATE INDEX soft_state_by_group ON soft_state(pool, routing_group);"
+       "CREATE INDEX soft_state_by_expiry ON soft_state(pool, expires_at_ms)"},
   };
   return kMigrations;
 }
@@ -188,6 +224,40 @@ std::span<const Migration> PostgresMigrations() {
        "  pool TEXT COLLATE \"C\" NOT NULL,"
        "  renewed_at_ms BIGINT NOT NULL,"
        "  expires_at_ms BIGINT NOT NULL)"},
+      {5, "replication",
+       "CREATE INDEX change_log_by_module ON change_log(module, seq);"
+       "CREATE TABLE import_progress ("
+       "  source_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  module TEXT COLLATE \"C\" NOT NULL,"
+       "  applied_seq BIGINT NOT NULL,"
+       "  applied_at_ms BIGINT NOT NULL,"
+       "  source_at_ms BIGINT NOT NULL,"
+       "  snapshot_seq BIGINT NOT NULL,"
+       "  PRIMARY KEY (source_pool, module));"
+       "CREATE TABLE export_progress ("
+       "  partner_pool TEXT COLLATE \"C\" NOT NULL,"
+       "  module TEXT COLLATE \"C\" NOT NULL,"
+       "  acked_seq BIGINT NOT NULL,"
+       "  acked_at_ms BIGINT NOT NULL,"
+       "  PRIMARY KEY (partner_pool, module));"
+       "CREATE TABLE named_leases ("
+       "  name TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  holder TEXT COLLATE \"C\" NOT NULL,"
+       "  expires_at_ms BIGINT NOT NULL);"
+       "CREATE TABLE settings ("
+       "  key TEXT COLLATE \"C\" PRIMARY KEY,"
+       "  value TEXT NOT NULL)"},
+      {6, "pool soft state",
+       "CREATE TABLE soft_state ("
+       "  pool TEXT COLLATE \"C\" NOT NULL,"
+       "  kind TEXT COLLATE \"C\" NOT NULL,"
+       "  key TEXT COLLATE \"C\" NOT NULL,"
+       "  routing_group BIGINT NOT NULL,"
+       "  expires_at_ms BIGINT NOT NULL,"
+       "  payload TEXT NOT NULL,"
+       "  PRIMARY KEY (pool, kind, key));"
+       "CREATE INDEX soft_state_by_group ON soft_state(pool, routing_group);"
+       "CREATE INDEX soft_state_by_expiry ON soft_state(pool, expires_at_ms)"},
   };
   return kMigrations;
 }

@@ -18,6 +18,7 @@
 
 #include "common/clock.h"
 #include "store/migrations.h"
+#include "store/replication.h"
 #include "store/store_checks.h"
 
 // Design notes.
@@ -394,6 +395,9 @@ class Tx {
   bool lost() const { return lost_; }
   // The failed transaction was rolled back by the server and may succeed if run again.
   bool retryable() const { return retryable_; }
+  // Makes the current failure final: running the body again would repeat an effect
+  // outside the database.
+  void ForbidRetry() { retryable_ = false; }
   PGconn* conn() const { return conn_; }
 
   // Classifies a result; kept as the transaction's last failure.
@@ -498,6 +502,29 @@ class PostgresStore final : public Store {
   Status RenewLease(const LeaseRecord& lease) override;
   Status ReleaseLease(const std::string& server_id) override;
   Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) override;
+  Result<std::vector<ChangeRecord>> ReadModuleChanges(std::string_view module, int64_t after_seq, int limit) override;
+  Result<ChangeLogHead> ModuleHead(std::string_view module) override;
+  Result<ImportProgress> ApplyChanges(std::string_view source_pool, std::string_view module,
+                                      const std::vector<ChangeRecord>& batch) override;
+  Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                           std::string_view key_to, int chunk_rows,
+                           const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) override;
+  Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
+                                            std::string_view home_pool, int64_t snapshot_seq, bool first, bool last,
+                                            const std::vector<ReplicatedRow>& rows) override;
+  Result<std::vector<ImportProgress>> ListImportProgress() override;
+  Status RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
+                         int64_t now_ms) override;
+  Result<std::vector<ExportProgress>> ListExportProgress() override;
+  Result<NamedLease> TryAcquireNamedLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                          int64_t expires_at_ms) override;
+  Status ReleaseNamedLease(std::string_view name, std::string_view holder) override;
+  Status SetSetting(std::string_view key, std::string_view value) override;
+  Result<std::optional<std::string>> GetSetting(std::string_view key) override;
+  Status WriteSoftState(const std::vector<SoftStateWrite>& batch) override;
+  Result<std::vector<SoftStateRow>> LoadSoftState(std::string_view pool, const std::vector<int>& groups,
+                                                  int64_t now_ms) override;
+  Result<int64_t> DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) override;
 
  private:
   using Body = std::function<Status(Tx&)>;
@@ -521,6 +548,12 @@ class PostgresStore final : public Store {
   Result<PrivacySettings> GetPrivacyIn(Tx& tx, const std::string& owner);
   Result<std::optional<MeetingRecord>> GetMeetingIn(Tx& tx, const std::string& id);
   Status WriteMeeting(Tx& tx, const MeetingRecord& meeting, bool insert);
+  Result<ChangeLogHead> ModuleHeadIn(Tx& tx, std::string_view module);
+  // Runs replication's writes as one kWrite transaction.
+  InReplicationTx ReplicationWriter(std::string_view what);
+  // Change-log records after `after_seq`, of one module or (nullopt) all.
+  Result<std::vector<ChangeRecord>> ReadChangesOf(std::optional<std::string_view> module, int64_t after_seq,
+                                                  int limit);
 
   const PostgresStoreOptions options_;
   ConnectionPool pool_;
@@ -699,6 +732,8 @@ Status PostgresStore::AppendCmsVersion(const CmsVersionRecord& record, int64_t e
       return MakeError(ErrorCode::kAlreadyExists,
                        fmt::format("CMS version {} was published concurrently; retry", version));
     }
+    tx.LogChange({0, record.published_at_ms, "cms", "", CmsVersionChangeKey(record.version), "upsert",
+                  CmsVersionPayloadJson(record)});
     return tx.Run("writing a CMS version",
                   "INSERT INTO cms_versions(version, published_at_ms, document) VALUES ($1, $2, $3)",
                   Params(record.version, record.published_at_ms, record.document));
@@ -803,14 +838,23 @@ Result<std::vector<LeaseRecord>> PostgresStore::ListLeases(const std::string& po
 }
 
 Result<std::vector<ChangeRecord>> PostgresStore::ReadChanges(int64_t after_seq, int limit) {
+  return ReadChangesOf(std::nullopt, after_seq, limit);
+}
+
+Result<std::vector<ChangeRecord>> PostgresStore::ReadChangesOf(std::optional<std::string_view> module,
+                                                               int64_t after_seq, int limit) {
   std::vector<ChangeRecord> changes;
   // As in SQLite, a negative limit means no limit.
   int64_t rows = limit < 0 ? INT64_MAX : limit;
+  Params params(after_seq, rows);
+  if (module) params.Add(*module);
   auto read = Transact("reading the change log", TxMode::kAutocommit, [&](Tx& tx) -> Status {
     auto result = tx.Query("reading the change log",
-                           "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log WHERE seq > $1 "
-                           "ORDER BY seq LIMIT $2",
-                           Params(after_seq, rows));
+                           module ? "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log "
+                                    "WHERE module = $3 AND seq > $1 ORDER BY seq LIMIT $2"
+                                  : "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log "
+                                    "WHERE seq > $1 ORDER BY seq LIMIT $2",
+                           params);
     if (!result) return std::unexpected(result.error());
     changes.clear();
     const PGresult* r = result->get();
@@ -1337,6 +1381,416 @@ Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn, const P
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn) {
   return OpenPostgresStore(dsn, PostgresStoreOptions{});
+}
+
+// ---- Replication ------------------------------------------------------------------
+
+namespace {
+
+std::string PgPlaceholder(int index) { return fmt::format("${}", index); }
+
+void AddValue(Params& params, const SqlValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    params.Add(std::string_view(*text));
+  } else if (const auto* number = std::get_if<int64_t>(&value)) {
+    params.Add(*number);
+  } else {
+    params.Add(Bytes{std::get<SqlBytes>(value).bytes});
+  }
+}
+
+// A server-side cursor, fetched a few thousand rows at a time, so a scan of millions
+// of rows holds only that many (several cursors stay open in one transaction).
+class PgCursor final : public RowCursor {
+ public:
+  static constexpr int kFetchRows = 2000;
+
+  PgCursor(Tx& tx, const char* name, const char* types)
+      : tx_(tx), fetch_(fmt::format("FETCH {} FROM scan_{}", kFetchRows, name)), types_(types) {}
+
+  Result<bool> Next(SqlRow* row) override {
+    if (next_ == rows_) {
+      if (done_) return false;
+      auto fetched = tx_.Query("scanning rows", fetch_.c_str());
+      if (!fetched) return std::unexpected(fetched.error());
+      result_ = std::move(*fetched);
+      rows_ = PQntuples(result_.get());
+      next_ = 0;
+      done_ = rows_ < kFetchRows;
+      if (rows_ == 0) return false;
+    }
+    row->clear();
+    for (int i = 0; types_[i] != '\0'; ++i) {
+      if (types_[i] == 'i') {
+        row->emplace_back(Int(result_.get(), next_, i));
+      } else if (types_[i] == 't') {
+        row->emplace_back(Text(result_.get(), next_, i));
+      } else {
+        row->emplace_back(SqlBytes{Text(result_.get(), next_, i)});  // BYTEA, raw in binary format
+      }
+    }
+    ++next_;
+    return true;
+  }
+
+ private:
+  Tx& tx_;
+  std::string fetch_;
+  const char* types_;
+  PgResult result_;
+  int rows_ = 0;
+  int next_ = 0;
+  bool done_ = false;
+};
+
+constexpr const char* kImportColumns =
+    "source_pool, module, applied_seq, applied_at_ms, source_at_ms, snapshot_seq";
+
+ImportProgress ReadImportRow(const PGresult* r, int row) {
+  return ImportProgress{Text(r, row, 0), Text(r, row, 1), Int(r, row, 2), Int(r, row, 3), Int(r, row, 4),
+                        Int(r, row, 5)};
+}
+
+// The write side of replication inside a kWrite transaction.
+class PgReplicationTx final : public ReplicationTx {
+ public:
+  // Rows per multi-row INSERT: well under 65,535 parameters, and a few MB of them.
+  static constexpr size_t kMaxParams = 30'000;
+  static constexpr size_t kMaxBytes = 8 << 20;
+
+  explicit PgReplicationTx(Tx& tx) : tx_(tx) {}
+
+  Result<ImportProgress> LockImportProgress(std::string_view source_pool, std::string_view module) override {
+    // The row lock serializes applies of one source and module (a batch resent while
+    // the first send is still applying is then skipped by seq).
+    if (auto s = tx_.Run("reading import progress",
+                         "INSERT INTO import_progress(source_pool, module, applied_seq, applied_at_ms, source_at_ms, "
+                         "snapshot_seq) VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT DO NOTHING",
+                         Params(source_pool, module));
+        !s) {
+      return std::unexpected(s.error());
+    }
+    const std::string sql =
+        fmt::format("SELECT {} FROM import_progress WHERE source_pool = $1 AND module = $2 FOR UPDATE", kImportColumns);
+    auto result = tx_.Query("reading import progress", sql.c_str(), Params(source_pool, module));
+    if (!result) return std::unexpected(result.error());
+    TANDEM_CHECK(PQntuples(result->get()) == 1);
+    return ReadImportRow(result->get(), 0);
+  }
+
+  Status SaveImportProgress(const ImportProgress& p) override {
+    return tx_.Run("writing import progress",
+                   "UPDATE import_progress SET applied_seq = $3, applied_at_ms = $4, source_at_ms = $5, "
+                   "snapshot_seq = $6 WHERE source_pool = $1 AND module = $2",
+                   Params(p.source_pool, p.module, p.applied_seq, p.applied_at_ms, p.source_at_ms, p.snapshot_seq));
+  }
+
+  // Multi-row INSERTs: one round trip per statement is what bounds a snapshot's speed.
+  Status Upsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    size_t begin = 0;
+    while (begin < rows.size()) {
+      Params params;
+      size_t end = begin;
+      size_t bytes = 0;
+      for (; end < rows.size() && (end == begin || ((end - begin + 1) * rows[end]->values.size() <= kMaxParams &&
+                                                    bytes < kMaxBytes));
+           ++end) {
+        for (const SqlValue& value : rows[end]->values) {
+          AddValue(params, value);
+          if (const auto* blob = std::get_if<SqlBytes>(&value)) bytes += blob->bytes.size();
+        }
+      }
+      std::string sql = UpsertSql(table, static_cast<int>(end - begin), PgPlaceholder);
+      if (auto s = tx_.Run(fmt::format("writing {}", table.name), sql.c_str(), params); !s) return s;
+      begin = end;
+    }
+    return OkStatus();
+  }
+
+  Status Remove(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    const std::string sql = DeleteSql(table, PgPlaceholder);
+    for (const RowWrite* row : rows) {
+      Params params;
+      for (const SqlValue& value : row->values) AddValue(params, value);
+      if (auto s = tx_.Run(fmt::format("removing from {}", table.name), sql.c_str(), params); !s) return s;
+    }
+    return OkStatus();
+  }
+
+  Status RemovePool(const ReplicatedTable& table, std::string_view home_pool) override {
+    return tx_.Run(fmt::format("clearing {} for a snapshot", table.name), DeletePoolSql(table, PgPlaceholder).c_str(),
+                   Params(home_pool));
+  }
+
+ private:
+  Tx& tx_;
+};
+
+}  // namespace
+
+Result<ChangeLogHead> PostgresStore::ModuleHeadIn(Tx& tx, std::string_view module) {
+  auto result = tx.Query("reading the change-log head",
+                         "SELECT seq, at_ms FROM change_log WHERE module = $1 ORDER BY seq DESC LIMIT 1",
+                         Params(module));
+  if (!result) return std::unexpected(result.error());
+  if (PQntuples(result->get()) == 0) return ChangeLogHead{};
+  return ChangeLogHead{Int(result->get(), 0, 0), Int(result->get(), 0, 1)};
+}
+
+Result<std::vector<ChangeRecord>> PostgresStore::ReadModuleChanges(std::string_view module, int64_t after_seq,
+                                                                   int limit) {
+  return ReadChangesOf(module, after_seq, limit);
+}
+
+Result<ChangeLogHead> PostgresStore::ModuleHead(std::string_view module) {
+  ChangeLogHead head;
+  auto read = Transact("reading the change-log head", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto found = ModuleHeadIn(tx, module);
+    if (!found) return std::unexpected(found.error());
+    head = *found;
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return head;
+}
+
+// Applies run again after a COMMIT of unknown outcome: a batch applied already is
+// skipped by seq, and snapshot chunks are upserts (a last chunk may come again).
+InReplicationTx PostgresStore::ReplicationWriter(std::string_view what) {
+  return [this, what](const std::function<Status(ReplicationTx&)>& body) {
+    return Transact(what, TxMode::kWrite, [&](Tx& tx) -> Status {
+      PgReplicationTx replication(tx);
+      return body(replication);
+    }, /*idempotent=*/true);
+  };
+}
+
+Result<ImportProgress> PostgresStore::ApplyChanges(std::string_view source_pool, std::string_view module,
+                                                   const std::vector<ChangeRecord>& batch) {
+  return ApplyChangesWith(ReplicationWriter("applying changes"), source_pool, module, batch);
+}
+
+Result<int64_t> PostgresStore::ScanRows(std::string_view module, std::string_view home_pool,
+                                        std::string_view key_from, std::string_view key_to, int chunk_rows,
+                                        const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+  int64_t head_seq = 0;
+  bool delivered = false;
+  auto read = Transact("scanning rows", TxMode::kRead, [&](Tx& tx) -> Status {
+    auto head = ModuleHeadIn(tx, module);
+    if (!head) return std::unexpected(head.error());
+    head_seq = head->seq;
+    auto open = [&](const ReplicatedTable& table, const SqlQuery& query) -> Result<std::unique_ptr<RowCursor>> {
+      Params params;
+      for (const SqlValue& value : query.params) AddValue(params, value);
+      std::string declare = fmt::format("DECLARE scan_{} NO SCROLL CURSOR FOR {}", table.name, query.sql);
+      if (auto s = tx.Run("scanning rows", declare.c_str(), params); !s) return std::unexpected(s.error());
+      return std::make_unique<PgCursor>(tx, table.name, table.types);
+    };
+    auto scanned = ScanTables(module, home_pool, key_from, key_to, chunk_rows, PgPlaceholder, open,
+                              [&](std::vector<ReplicatedRow>&& rows) {
+                                delivered = true;
+                                return sink(std::move(rows));
+                              });
+    // A retry would hand the sink the same rows again.
+    if (!scanned && delivered) tx.ForbidRetry();
+    return scanned;
+  });
+  if (!read) return std::unexpected(read.error());
+  return head_seq;
+}
+
+Result<ImportProgress> PostgresStore::ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
+                                                         std::string_view home_pool, int64_t snapshot_seq, bool first,
+                                                         bool last, const std::vector<ReplicatedRow>& rows) {
+  return ApplySnapshotChunkWith(ReplicationWriter("applying a snapshot"), source_pool, module, home_pool, snapshot_seq,
+                                first, last, rows);
+}
+
+Result<std::vector<ImportProgress>> PostgresStore::ListImportProgress() {
+  std::vector<ImportProgress> list;
+  const std::string sql = fmt::format("SELECT {} FROM import_progress ORDER BY source_pool, module", kImportColumns);
+  auto read = Transact("listing import progress", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto result = tx.Query("listing import progress", sql.c_str());
+    if (!result) return std::unexpected(result.error());
+    list.clear();
+    for (int row = 0; row < PQntuples(result->get()); ++row) list.push_back(ReadImportRow(result->get(), row));
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return list;
+}
+
+Status PostgresStore::RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
+                                      int64_t now_ms) {
+  if (auto tables = ReplicatedTables(module); !tables) return std::unexpected(tables.error());
+  return Transact("recording an export ack", TxMode::kWrite, [&](Tx& tx) -> Status {
+    if (auto s = tx.Run("recording an export ack",
+                        "INSERT INTO export_progress(partner_pool, module, acked_seq, acked_at_ms) "
+                        "VALUES ($1, $2, $3, $4) ON CONFLICT (partner_pool, module) DO UPDATE SET "
+                        "acked_seq = EXCLUDED.acked_seq, acked_at_ms = EXCLUDED.acked_at_ms "
+                        "WHERE EXCLUDED.acked_seq >= export_progress.acked_seq",
+                        Params(partner_pool, module, acked_seq, now_ms));
+        !s) {
+      return s;
+    }
+    return tx.Run("pruning the change log",
+                  "DELETE FROM change_log WHERE module = $1 AND seq <= "
+                  "(SELECT acked_seq FROM export_progress WHERE partner_pool = $2 AND module = $1) "
+                  "AND seq < (SELECT MAX(seq) FROM change_log WHERE module = $1)",
+                  Params(module, partner_pool));
+  }, /*idempotent=*/true);
+}
+
+Result<std::vector<ExportProgress>> PostgresStore::ListExportProgress() {
+  std::vector<ExportProgress> list;
+  auto read = Transact("listing export progress", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto result = tx.Query("listing export progress",
+                           "SELECT partner_pool, module, acked_seq, acked_at_ms FROM export_progress "
+                           "ORDER BY partner_pool, module");
+    if (!result) return std::unexpected(result.error());
+    list.clear();
+    const PGresult* r = result->get();
+    for (int row = 0; row < PQntuples(r); ++row) {
+      list.push_back(ExportProgress{Text(r, row, 0), Text(r, row, 1), Int(r, row, 2), Int(r, row, 3)});
+    }
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return list;
+}
+
+Result<NamedLease> PostgresStore::TryAcquireNamedLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                                       int64_t expires_at_ms) {
+  NamedLease lease;
+  // One INSERT ... ON CONFLICT decides atomically; the SELECT reads whoever holds it.
+  auto taken = Transact("taking a named lease", TxMode::kWrite, [&](Tx& tx) -> Status {
+    if (auto s = tx.Run("taking a named lease",
+                        "INSERT INTO named_leases(name, holder, expires_at_ms) VALUES ($1, $2, $4) "
+                        "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, "
+                        "expires_at_ms = EXCLUDED.expires_at_ms "
+                        "WHERE named_leases.expires_at_ms <= $3 OR named_leases.holder = EXCLUDED.holder",
+                        Params(name, holder, now_ms, expires_at_ms));
+        !s) {
+      return s;
+    }
+    auto result = tx.Query("reading a named lease",
+                           "SELECT name, holder, expires_at_ms FROM named_leases WHERE name = $1", Params(name));
+    if (!result) return std::unexpected(result.error());
+    TANDEM_CHECK(PQntuples(result->get()) == 1);
+    lease = NamedLease{Text(result->get(), 0, 0), Text(result->get(), 0, 1), Int(result->get(), 0, 2)};
+    return OkStatus();
+  }, /*idempotent=*/true);
+  if (!taken) return std::unexpected(taken.error());
+  return lease;
+}
+
+Status PostgresStore::ReleaseNamedLease(std::string_view name, std::string_view holder) {
+  return Transact("releasing a named lease", TxMode::kWrite, [&](Tx& tx) -> Status {
+    return tx.Run("releasing a named lease", "DELETE FROM named_leases WHERE name = $1 AND holder = $2",
+                  Params(name, holder));
+  }, /*idempotent=*/true);
+}
+
+Status PostgresStore::SetSetting(std::string_view key, std::string_view value) {
+  return Transact("writing a setting", TxMode::kWrite, [&](Tx& tx) -> Status {
+    return tx.Run("writing a setting",
+                  "INSERT INTO settings(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                  Params(key, value));
+  }, /*idempotent=*/true);
+}
+
+Result<std::optional<std::string>> PostgresStore::GetSetting(std::string_view key) {
+  std::optional<std::string> value;
+  auto read = Transact("reading a setting", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto result = tx.Query("reading a setting", "SELECT value FROM settings WHERE key = $1", Params(key));
+    if (!result) return std::unexpected(result.error());
+    value.reset();
+    if (PQntuples(result->get()) == 1) value = Text(result->get(), 0, 0);
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return value;
+}
+
+// ---- Soft state ---------------------------------------------------------------------
+
+Status PostgresStore::WriteSoftState(const std::vector<SoftStateWrite>& batch) {
+  if (batch.empty()) return OkStatus();
+  // Removals, then multi-row upserts: a batch holds each key once (the writer
+  // coalesces), which ON CONFLICT requires of one statement.
+  return Transact("writing soft state", TxMode::kWrite, [&](Tx& tx) -> Status {
+    for (const SoftStateWrite& write : batch) {
+      if (!write.remove) continue;
+      if (auto s = tx.Run("writing soft state", "DELETE FROM soft_state WHERE pool = $1 AND kind = $2 AND key = $3",
+                          Params(write.row.pool, write.row.kind, write.row.key));
+          !s) {
+        return s;
+      }
+    }
+    constexpr size_t kRowsPerInsert = 500;
+    std::vector<const SoftStateRow*> upserts;
+    for (const SoftStateWrite& write : batch) {
+      if (!write.remove) upserts.push_back(&write.row);
+    }
+    for (size_t begin = 0; begin < upserts.size(); begin += kRowsPerInsert) {
+      size_t end = std::min(upserts.size(), begin + kRowsPerInsert);
+      std::string sql = "INSERT INTO soft_state(pool, kind, key, routing_group, expires_at_ms, payload) VALUES ";
+      Params params;
+      for (size_t i = begin; i < end; ++i) {
+        int first = static_cast<int>((i - begin) * 6) + 1;
+        sql += fmt::format("{}(${}, ${}, ${}, ${}, ${}, ${})", i == begin ? "" : ", ", first, first + 1, first + 2,
+                           first + 3, first + 4, first + 5);
+        const SoftStateRow& row = *upserts[i];
+        params.Add(row.pool);
+        params.Add(row.kind);
+        params.Add(row.key);
+        params.Add(int64_t{row.routing_group});
+        params.Add(row.expires_at_ms);
+        params.Add(row.payload);
+      }
+      sql += " ON CONFLICT (pool, kind, key) DO UPDATE SET routing_group = EXCLUDED.routing_group, "
+             "expires_at_ms = EXCLUDED.expires_at_ms, payload = EXCLUDED.payload";
+      if (auto s = tx.Run("writing soft state", sql.c_str(), params); !s) return s;
+    }
+    return OkStatus();
+  }, /*idempotent=*/true);
+}
+
+Result<std::vector<SoftStateRow>> PostgresStore::LoadSoftState(std::string_view pool, const std::vector<int>& groups,
+                                                               int64_t now_ms) {
+  std::vector<SoftStateRow> rows;
+  if (groups.empty()) return rows;
+  // Group numbers are ints from RoutingGroupOf, so they go into the SQL text directly.
+  std::string sql = fmt::format(
+      "SELECT pool, kind, key, routing_group, expires_at_ms, payload FROM soft_state "
+      "WHERE pool = $1 AND expires_at_ms > $2 AND routing_group IN ({})",
+      fmt::join(groups, ","));
+  auto read = Transact("loading soft state", TxMode::kAutocommit, [&](Tx& tx) -> Status {
+    auto result = tx.Query("loading soft state", sql.c_str(), Params(pool, now_ms));
+    if (!result) return std::unexpected(result.error());
+    rows.clear();
+    for (int row = 0; row < PQntuples(result->get()); ++row) {
+      rows.push_back(SoftStateRow{Text(result->get(), row, 0), Text(result->get(), row, 1),
+                                  Text(result->get(), row, 2), static_cast<int>(Int(result->get(), row, 3)),
+                                  Int(result->get(), row, 4), Text(result->get(), row, 5)});
+    }
+    return OkStatus();
+  });
+  if (!read) return std::unexpected(read.error());
+  return rows;
+}
+
+Result<int64_t> PostgresStore::DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) {
+  int64_t removed = 0;
+  auto done = Transact("deleting expired soft state", TxMode::kWrite, [&](Tx& tx) -> Status {
+    auto result = tx.Query("deleting expired soft state",
+                           "DELETE FROM soft_state WHERE pool = $1 AND expires_at_ms <= $2", Params(pool, now_ms));
+    if (!result) return std::unexpected(result.error());
+    removed = std::strtoll(PQcmdTuples(result->get()), nullptr, 10);
+    return OkStatus();
+  }, /*idempotent=*/true);
+  if (!done) return std::unexpected(done.error());
+  return removed;
 }
 
 }  // namespace tandem

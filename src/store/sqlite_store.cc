@@ -5,13 +5,12 @@
 #include <algorithm>
 #include <chrono>
 
-#include <boost/archive/iterators/base64_from_binary.hpp>
-#include <boost/archive/iterators/transform_width.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "store/migrations.h"
+#include "store/replication.h"
 #include "store/store_checks.h"
 
 namespace tandem {
@@ -163,6 +162,11 @@ Status SqliteStore::AppendCmsVersion(const CmsVersionRecord& record, int64_t exp
     sqlite3_bind_text(stmt.get(), 3, record.document.data(), static_cast<int>(record.document.size()), SQLITE_TRANSIENT);
     if (sqlite3_step(stmt.get()) != SQLITE_DONE) return rollback_with(SqliteError("writing CMS version"));
   }
+  if (auto logged = AppendChangeLocked({0, record.published_at_ms, "cms", "", CmsVersionChangeKey(record.version),
+                                        "upsert", CmsVersionPayloadJson(record)});
+      !logged) {
+    return rollback_with(logged.error());
+  }
   return Exec("COMMIT");
 }
 
@@ -307,12 +311,19 @@ Result<std::vector<UserRecord>> SqliteStore::ListUsers() {
 
 Result<std::vector<ChangeRecord>> SqliteStore::ReadChanges(int64_t after_seq, int limit) {
   std::lock_guard lock(mu_);
-  Statement stmt(db_,
-                 "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log WHERE seq > ? ORDER BY seq "
-                 "LIMIT ?");
+  return ReadChangesLocked(std::nullopt, after_seq, limit);
+}
+
+Result<std::vector<ChangeRecord>> SqliteStore::ReadChangesLocked(std::optional<std::string_view> module,
+                                                                 int64_t after_seq, int limit) {
+  Statement stmt(db_, module ? "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log "
+                               "WHERE module = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2"
+                             : "SELECT seq, at_ms, module, home_pool, key, op, payload FROM change_log "
+                               "WHERE seq > ?1 ORDER BY seq LIMIT ?2");
   if (!stmt.ok()) return std::unexpected(SqliteError("reading the change log"));
   sqlite3_bind_int64(stmt.get(), 1, after_seq);
   sqlite3_bind_int(stmt.get(), 2, limit);
+  if (module) BindText(stmt.get(), 3, std::string(*module));
   std::vector<ChangeRecord> changes;
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
@@ -358,15 +369,6 @@ int ExecuteOnce(sqlite3* db, const char* sql, const Args&... args) {
   if (!stmt.ok()) return SQLITE_ERROR;
   BindAll(stmt.get(), args...);
   return sqlite3_step(stmt.get());
-}
-
-std::string Base64(std::string_view bytes) {
-  using boost::archive::iterators::base64_from_binary;
-  using boost::archive::iterators::transform_width;
-  using Encoder = base64_from_binary<transform_width<const char*, 6, 8>>;
-  std::string out(Encoder(bytes.data()), Encoder(bytes.data() + bytes.size()));
-  out.append((3 - bytes.size() % 3) % 3, '=');
-  return out;
 }
 
 constexpr const char* kMeetingColumns =
@@ -1104,6 +1106,355 @@ Result<std::vector<LeaseRecord>> SqliteStore::ListLeases(const std::string& pool
   }
   if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing leases"));
   return leases;
+}
+
+// ---- Replication ------------------------------------------------------------------
+
+namespace {
+
+std::string SqlitePlaceholder(int) { return "?"; }
+
+void Bind(sqlite3_stmt* stmt, int index, const SqlValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    Bind(stmt, index, std::string_view(*text));
+  } else if (const auto* number = std::get_if<int64_t>(&value)) {
+    Bind(stmt, index, *number);
+  } else {
+    Bind(stmt, index, Blob{std::get<SqlBytes>(value).bytes});
+  }
+}
+
+// Reads the current row's columns as `types` (replication.h) says.
+SqlRow ReadColumns(sqlite3_stmt* stmt, const char* types) {
+  SqlRow row;
+  for (int i = 0; types[i] != '\0'; ++i) {
+    if (types[i] == 't') {
+      row.emplace_back(ColumnText(stmt, i));
+    } else if (types[i] == 'i') {
+      row.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, i)));
+    } else {
+      const auto* bytes = static_cast<const char*>(sqlite3_column_blob(stmt, i));
+      row.emplace_back(SqlBytes{std::string(bytes ? bytes : "", static_cast<size_t>(sqlite3_column_bytes(stmt, i)))});
+    }
+  }
+  return row;
+}
+
+class SqliteCursor final : public RowCursor {
+ public:
+  SqliteCursor(sqlite3* db, const SqlQuery& query, const char* types, std::function<Error()> error)
+      : stmt_(db, query.sql.c_str()), types_(types), error_(std::move(error)) {
+    for (size_t i = 0; i < query.params.size() && stmt_.ok(); ++i) Bind(stmt_.get(), static_cast<int>(i) + 1, query.params[i]);
+  }
+  bool ok() const { return stmt_.ok(); }
+  Result<bool> Next(SqlRow* row) override {
+    int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_DONE) return false;
+    if (rc != SQLITE_ROW) return std::unexpected(error_());
+    *row = ReadColumns(stmt_.get(), types_);
+    return true;
+  }
+
+ private:
+  Statement stmt_;
+  const char* types_;
+  std::function<Error()> error_;
+};
+
+constexpr const char* kImportColumns =
+    "source_pool, module, applied_seq, applied_at_ms, source_at_ms, snapshot_seq";
+
+ImportProgress ReadImportRow(sqlite3_stmt* stmt) {
+  return ImportProgress{ColumnText(stmt, 0),           ColumnText(stmt, 1),           sqlite3_column_int64(stmt, 2),
+                        sqlite3_column_int64(stmt, 3), sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5)};
+}
+
+}  // namespace
+
+// The write side of replication inside InWriteTransaction (mu_ held): BEGIN IMMEDIATE
+// already keeps every other writer out, so the progress row needs no lock of its own.
+class SqliteReplicationTx final : public ReplicationTx {
+ public:
+  explicit SqliteReplicationTx(SqliteStore& store) : store_(store) {}
+
+  Result<ImportProgress> LockImportProgress(std::string_view source_pool, std::string_view module) override {
+    Statement stmt(store_.db_,
+                   fmt::format("SELECT {} FROM import_progress WHERE source_pool = ? AND module = ?", kImportColumns)
+                       .c_str());
+    if (!stmt.ok()) return std::unexpected(store_.SqliteError("reading import progress"));
+    BindAll(stmt.get(), source_pool, module);
+    int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) return ReadImportRow(stmt.get());
+    if (rc != SQLITE_DONE) return std::unexpected(store_.SqliteError("reading import progress"));
+    return ImportProgress{std::string(source_pool), std::string(module)};
+  }
+
+  Status SaveImportProgress(const ImportProgress& p) override {
+    if (ExecuteOnce(store_.db_,
+                    "INSERT OR REPLACE INTO import_progress(source_pool, module, applied_seq, applied_at_ms, "
+                    "source_at_ms, snapshot_seq) VALUES (?, ?, ?, ?, ?, ?)",
+                    p.source_pool, p.module, p.applied_seq, p.applied_at_ms, p.source_at_ms,
+                    p.snapshot_seq) != SQLITE_DONE) {
+      return std::unexpected(store_.SqliteError("writing import progress"));
+    }
+    return OkStatus();
+  }
+
+  Status Upsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    return StepEach(UpsertSql(table, 1, SqlitePlaceholder), rows, table.name);
+  }
+  Status Remove(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    return StepEach(DeleteSql(table, SqlitePlaceholder), rows, table.name);
+  }
+  Status RemovePool(const ReplicatedTable& table, std::string_view home_pool) override {
+    if (ExecuteOnce(store_.db_, DeletePoolSql(table, SqlitePlaceholder).c_str(), home_pool) != SQLITE_DONE) {
+      return std::unexpected(store_.SqliteError(fmt::format("clearing {} for a snapshot", table.name)));
+    }
+    return OkStatus();
+  }
+
+ private:
+  // One statement prepared once and run for every row (a snapshot chunk is thousands).
+  Status StepEach(const std::string& sql, std::span<const RowWrite* const> rows, const char* table) {
+    Statement stmt(store_.db_, sql.c_str());
+    if (!stmt.ok()) return std::unexpected(store_.SqliteError(fmt::format("writing {}", table)));
+    for (const RowWrite* row : rows) {
+      sqlite3_reset(stmt.get());
+      for (size_t i = 0; i < row->values.size(); ++i) Bind(stmt.get(), static_cast<int>(i) + 1, row->values[i]);
+      if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
+        return std::unexpected(store_.SqliteError(fmt::format("writing {} row '{}'", table, row->key)));
+      }
+    }
+    return OkStatus();
+  }
+
+  SqliteStore& store_;
+};
+
+Error SqliteStore::SqliteErrorOn(sqlite3* db, std::string_view what) const {
+  return Error{ErrorCode::kIoError, fmt::format("SQLite store {}: {}: {}", path_, what, sqlite3_errmsg(db))};
+}
+
+Result<std::vector<ChangeRecord>> SqliteStore::ReadModuleChanges(std::string_view module, int64_t after_seq,
+                                                                 int limit) {
+  std::lock_guard lock(mu_);
+  return ReadChangesLocked(module, after_seq, limit);
+}
+
+Result<ChangeLogHead> SqliteStore::ModuleHeadOn(sqlite3* db, std::string_view module) const {
+  Statement stmt(db, "SELECT seq, at_ms FROM change_log WHERE module = ? ORDER BY seq DESC LIMIT 1");
+  if (!stmt.ok()) return std::unexpected(SqliteErrorOn(db, "reading the change-log head"));
+  BindAll(stmt.get(), module);
+  int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) return ChangeLogHead{};
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteErrorOn(db, "reading the change-log head"));
+  return ChangeLogHead{sqlite3_column_int64(stmt.get(), 0), sqlite3_column_int64(stmt.get(), 1)};
+}
+
+Result<ChangeLogHead> SqliteStore::ModuleHead(std::string_view module) {
+  std::lock_guard lock(mu_);
+  return ModuleHeadOn(db_, module);
+}
+
+InReplicationTx SqliteStore::ReplicationWriter() {
+  return [this](const std::function<Status(ReplicationTx&)>& body) {
+    return InWriteTransaction([&]() -> Status {
+      SqliteReplicationTx tx(*this);
+      return body(tx);
+    });
+  };
+}
+
+Result<ImportProgress> SqliteStore::ApplyChanges(std::string_view source_pool, std::string_view module,
+                                                 const std::vector<ChangeRecord>& batch) {
+  return ApplyChangesWith(ReplicationWriter(), source_pool, module, batch);
+}
+
+Result<int64_t> SqliteStore::ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                                      std::string_view key_to, int chunk_rows,
+                                      const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
+  if (rc != SQLITE_OK) return std::unexpected(SqliteErrorOn(db.get(), "opening a connection to scan rows"));
+  sqlite3_busy_timeout(db.get(), 10000);
+  // WAL: the read transaction's first statement fixes its snapshot; writers go on.
+  if (sqlite3_exec(db.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return std::unexpected(SqliteErrorOn(db.get(), "starting a scan"));
+  }
+  auto head = ModuleHeadOn(db.get(), module);
+  if (!head) return std::unexpected(head.error());
+  auto open = [&](const ReplicatedTable& table, const SqlQuery& query) -> Result<std::unique_ptr<RowCursor>> {
+    auto error = [this, d = db.get(), name = table.name] { return SqliteErrorOn(d, fmt::format("scanning {}", name)); };
+    auto cursor = std::make_unique<SqliteCursor>(db.get(), query, table.types, error);
+    if (!cursor->ok()) return std::unexpected(error());
+    return cursor;
+  };
+  auto scanned = ScanTables(module, home_pool, key_from, key_to, chunk_rows, SqlitePlaceholder, open, sink);
+  sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);  // read-only: nothing to lose
+  if (!scanned) return std::unexpected(scanned.error());
+  return head->seq;
+}
+
+Result<ImportProgress> SqliteStore::ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
+                                                       std::string_view home_pool, int64_t snapshot_seq, bool first,
+                                                       bool last, const std::vector<ReplicatedRow>& rows) {
+  return ApplySnapshotChunkWith(ReplicationWriter(), source_pool, module, home_pool, snapshot_seq, first, last, rows);
+}
+
+Result<std::vector<ImportProgress>> SqliteStore::ListImportProgress() {
+  std::lock_guard lock(mu_);
+  Statement stmt(db_, fmt::format("SELECT {} FROM import_progress ORDER BY source_pool, module", kImportColumns).c_str());
+  if (!stmt.ok()) return std::unexpected(SqliteError("listing import progress"));
+  std::vector<ImportProgress> list;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) list.push_back(ReadImportRow(stmt.get()));
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing import progress"));
+  return list;
+}
+
+Status SqliteStore::RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
+                                    int64_t now_ms) {
+  if (auto tables = ReplicatedTables(module); !tables) return std::unexpected(tables.error());
+  return InWriteTransaction([&]() -> Status {
+    if (ExecuteOnce(db_,
+                    "INSERT INTO export_progress(partner_pool, module, acked_seq, acked_at_ms) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(partner_pool, module) DO UPDATE SET acked_seq = excluded.acked_seq, "
+                    "acked_at_ms = excluded.acked_at_ms WHERE excluded.acked_seq >= export_progress.acked_seq",
+                    partner_pool, module, acked_seq, now_ms) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("recording an export ack"));
+    }
+    if (ExecuteOnce(db_,
+                    "DELETE FROM change_log WHERE module = ?1 AND seq <= "
+                    "(SELECT acked_seq FROM export_progress WHERE partner_pool = ?2 AND module = ?1) "
+                    "AND seq < (SELECT MAX(seq) FROM change_log WHERE module = ?1)",
+                    module, partner_pool) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("pruning the change log"));
+    }
+    return OkStatus();
+  });
+}
+
+Result<std::vector<ExportProgress>> SqliteStore::ListExportProgress() {
+  std::lock_guard lock(mu_);
+  Statement stmt(db_, "SELECT partner_pool, module, acked_seq, acked_at_ms FROM export_progress "
+                      "ORDER BY partner_pool, module");
+  if (!stmt.ok()) return std::unexpected(SqliteError("listing export progress"));
+  std::vector<ExportProgress> list;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    list.push_back(ExportProgress{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1),
+                                  sqlite3_column_int64(stmt.get(), 2), sqlite3_column_int64(stmt.get(), 3)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("listing export progress"));
+  return list;
+}
+
+Result<NamedLease> SqliteStore::TryAcquireNamedLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                                     int64_t expires_at_ms) {
+  NamedLease lease;
+  // BEGIN IMMEDIATE: the check and the take are one step for every process.
+  auto taken = InWriteTransaction([&]() -> Status {
+    if (ExecuteOnce(db_,
+                    "INSERT INTO named_leases(name, holder, expires_at_ms) VALUES (?1, ?2, ?4) "
+                    "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms "
+                    "WHERE named_leases.expires_at_ms <= ?3 OR named_leases.holder = excluded.holder",
+                    name, holder, now_ms, expires_at_ms) != SQLITE_DONE) {
+      return std::unexpected(SqliteError("taking a named lease"));
+    }
+    Statement stmt(db_, "SELECT name, holder, expires_at_ms FROM named_leases WHERE name = ?");
+    if (!stmt.ok()) return std::unexpected(SqliteError("reading a named lease"));
+    BindAll(stmt.get(), name);
+    if (sqlite3_step(stmt.get()) != SQLITE_ROW) return std::unexpected(SqliteError("reading a named lease"));
+    lease = NamedLease{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1), sqlite3_column_int64(stmt.get(), 2)};
+    return OkStatus();
+  });
+  if (!taken) return std::unexpected(taken.error());
+  return lease;
+}
+
+Status SqliteStore::ReleaseNamedLease(std::string_view name, std::string_view holder) {
+  std::lock_guard lock(mu_);
+  if (ExecuteOnce(db_, "DELETE FROM named_leases WHERE name = ? AND holder = ?", name, holder) != SQLITE_DONE) {
+    return std::unexpected(SqliteError("releasing a named lease"));
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::SetSetting(std::string_view key, std::string_view value) {
+  std::lock_guard lock(mu_);
+  if (ExecuteOnce(db_, "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", key, value) != SQLITE_DONE) {
+    return std::unexpected(SqliteError("writing a setting"));
+  }
+  return OkStatus();
+}
+
+Result<std::optional<std::string>> SqliteStore::GetSetting(std::string_view key) {
+  std::lock_guard lock(mu_);
+  Statement stmt(db_, "SELECT value FROM settings WHERE key = ?");
+  if (!stmt.ok()) return std::unexpected(SqliteError("reading a setting"));
+  BindAll(stmt.get(), key);
+  int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return std::unexpected(SqliteError("reading a setting"));
+  return std::optional<std::string>(ColumnText(stmt.get(), 0));
+}
+
+// ---- Soft state ---------------------------------------------------------------------
+
+Status SqliteStore::WriteSoftState(const std::vector<SoftStateWrite>& batch) {
+  if (batch.empty()) return OkStatus();
+  return InWriteTransaction([&]() -> Status {
+    Statement upsert(db_,
+                     "INSERT INTO soft_state(pool, kind, key, routing_group, expires_at_ms, payload) "
+                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(pool, kind, key) DO UPDATE SET "
+                     "routing_group = excluded.routing_group, expires_at_ms = excluded.expires_at_ms, "
+                     "payload = excluded.payload");
+    Statement remove(db_, "DELETE FROM soft_state WHERE pool = ? AND kind = ? AND key = ?");
+    if (!upsert.ok() || !remove.ok()) return std::unexpected(SqliteError("writing soft state"));
+    for (const SoftStateWrite& write : batch) {
+      const SoftStateRow& row = write.row;
+      sqlite3_stmt* stmt = write.remove ? remove.get() : upsert.get();
+      sqlite3_reset(stmt);
+      if (write.remove) {
+        BindAll(stmt, row.pool, row.kind, row.key);
+      } else {
+        BindAll(stmt, row.pool, row.kind, row.key, int64_t{row.routing_group}, row.expires_at_ms, row.payload);
+      }
+      if (sqlite3_step(stmt) != SQLITE_DONE) return std::unexpected(SqliteError("writing soft state"));
+    }
+    return OkStatus();
+  });
+}
+
+Result<std::vector<SoftStateRow>> SqliteStore::LoadSoftState(std::string_view pool, const std::vector<int>& groups,
+                                                             int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  std::vector<SoftStateRow> rows;
+  if (groups.empty()) return rows;
+  // Group numbers are ints from RoutingGroupOf, so they go into the SQL text directly.
+  Statement stmt(db_, fmt::format("SELECT pool, kind, key, routing_group, expires_at_ms, payload FROM soft_state "
+                                  "WHERE pool = ? AND expires_at_ms > ? AND routing_group IN ({})",
+                                  fmt::join(groups, ","))
+                          .c_str());
+  if (!stmt.ok()) return std::unexpected(SqliteError("loading soft state"));
+  BindAll(stmt.get(), pool, now_ms);
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    rows.push_back(SoftStateRow{ColumnText(stmt.get(), 0), ColumnText(stmt.get(), 1), ColumnText(stmt.get(), 2),
+                                sqlite3_column_int(stmt.get(), 3), sqlite3_column_int64(stmt.get(), 4),
+                                ColumnText(stmt.get(), 5)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(SqliteError("loading soft state"));
+  return rows;
+}
+
+Result<int64_t> SqliteStore::DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  if (ExecuteOnce(db_, "DELETE FROM soft_state WHERE pool = ? AND expires_at_ms <= ?", pool, now_ms) != SQLITE_DONE) {
+    return std::unexpected(SqliteError("deleting expired soft state"));
+  }
+  return static_cast<int64_t>(sqlite3_changes(db_));
 }
 
 }  // namespace tandem

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "store/replication.h"
 #include "store/store.h"
 
 struct sqlite3;
@@ -55,6 +56,32 @@ class SqliteStore final : public Store {
   Status RenewLease(const LeaseRecord& lease) override;
   Status ReleaseLease(const std::string& server_id) override;
   Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) override;
+  // Replication.
+  Result<std::vector<ChangeRecord>> ReadModuleChanges(std::string_view module, int64_t after_seq, int limit) override;
+  Result<ChangeLogHead> ModuleHead(std::string_view module) override;
+  Result<ImportProgress> ApplyChanges(std::string_view source_pool, std::string_view module,
+                                      const std::vector<ChangeRecord>& batch) override;
+  // Reads through a connection of its own, so a long scan blocks no other caller.
+  Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                           std::string_view key_to, int chunk_rows,
+                           const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) override;
+  Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
+                                            std::string_view home_pool, int64_t snapshot_seq, bool first, bool last,
+                                            const std::vector<ReplicatedRow>& rows) override;
+  Result<std::vector<ImportProgress>> ListImportProgress() override;
+  Status RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
+                         int64_t now_ms) override;
+  Result<std::vector<ExportProgress>> ListExportProgress() override;
+  Result<NamedLease> TryAcquireNamedLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                          int64_t expires_at_ms) override;
+  Status ReleaseNamedLease(std::string_view name, std::string_view holder) override;
+  Status SetSetting(std::string_view key, std::string_view value) override;
+  Result<std::optional<std::string>> GetSetting(std::string_view key) override;
+  // Soft state.
+  Status WriteSoftState(const std::vector<SoftStateWrite>& batch) override;
+  Result<std::vector<SoftStateRow>> LoadSoftState(std::string_view pool, const std::vector<int>& groups,
+                                                  int64_t now_ms) override;
+  Result<int64_t> DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) override;
 
  private:
   Status Exec(const char* sql);  // requires mu_ held
@@ -73,6 +100,15 @@ class SqliteStore final : public Store {
   Result<std::optional<MeetingRecord>> GetMeetingLocked(const std::string& id);
   // Writes the meeting row (insert or replace) and its change-log record.
   Status WriteMeetingLocked(const MeetingRecord& meeting, bool insert);
+  // Change-log records after `after_seq`, of one module or (nullopt) all. Requires mu_ held.
+  Result<std::vector<ChangeRecord>> ReadChangesLocked(std::optional<std::string_view> module, int64_t after_seq,
+                                                      int limit);
+  // The newest change-log record of `module` on `db` (this store's, or a scan's own).
+  Result<ChangeLogHead> ModuleHeadOn(sqlite3* db, std::string_view module) const;
+  Error SqliteErrorOn(sqlite3* db, std::string_view what) const;
+  // Runs replication's writes in InWriteTransaction.
+  InReplicationTx ReplicationWriter();
+  friend class SqliteReplicationTx;
 
   std::mutex mu_;
   sqlite3* db_;

@@ -237,6 +237,79 @@ bool IsValidUtf8(std::string_view text);
 // Whether `name` is acceptable as a content file name (see ContentInfo::name).
 bool IsValidContentName(std::string_view name);
 
+
+// ---- Replication (the Backup Service) -----------------------------------------------
+// A pool's change log is shipped to its paired pool per module ("user", "conference",
+// "cms"). The partner applies each record's row verbatim (times and home pool as the
+// payload says) without logging it again, so nothing echoes back.
+
+// One row as a snapshot (initial sync) or a digest sees it: its change-log key, its
+// home pool and its payload (the JSON an "upsert" record of that key would carry).
+// CMS versions: key "version:<N zero-padded to 12 digits>", home_pool "", payload
+// {"version","published_at_ms","document"} (CmsVersionPayloadJson).
+struct ReplicatedRow {
+  std::string key;
+  std::string home_pool;
+  std::string payload;
+};
+std::string CmsVersionChangeKey(int64_t version);
+std::string CmsVersionPayloadJson(const CmsVersionRecord& record);
+
+// The newest record of one module in the change log (seq 0 when it never had any).
+struct ChangeLogHead {
+  int64_t seq = 0;
+  int64_t at_ms = 0;
+};
+
+// What this pool's store has applied of a partner's change log, for one module.
+struct ImportProgress {
+  std::string source_pool;
+  std::string module;
+  int64_t applied_seq = 0;        // the highest source seq applied (0: nothing yet)
+  int64_t applied_at_ms = 0;      // local time of the last apply
+  int64_t source_at_ms = 0;       // at_ms of the newest applied record
+  int64_t snapshot_seq = 0;       // > 0 while a snapshot taken at that seq is being applied
+};
+
+// What the paired pool acknowledged having applied of this pool's change log.
+struct ExportProgress {
+  std::string partner_pool;
+  std::string module;
+  int64_t acked_seq = 0;
+  int64_t acked_at_ms = 0;
+};
+
+// A named lease held by one server at a time (e.g. "backup:pool1.example.com").
+struct NamedLease {
+  std::string name;
+  std::string holder;  // a server id
+  int64_t expires_at_ms = 0;
+};
+
+// Count and SHA-256 (lower-case hex) of "<key>\n<payload>\n" over rows in key order.
+struct RowsDigest {
+  int64_t rows = 0;
+  std::string sha256;
+};
+
+// ---- Soft state (pool takeover) -------------------------------------------------
+// One registration (key: the AOR), subscription (key: "<Call-ID> <our tag>") or
+// publication set (key: the AOR) as its owner wrote it back. `payload` is the
+// owner's JSON; the store does not read it.
+struct SoftStateRow {
+  std::string pool;
+  std::string kind;  // "registration", "subscription", "publication"
+  std::string key;
+  int routing_group = 0;  // of the user it belongs to: what a new owner loads by
+  int64_t expires_at_ms = 0;
+  std::string payload;
+};
+// An upsert of `row`, or (remove) the deletion of the row with its pool, kind and key.
+struct SoftStateWrite {
+  SoftStateRow row;
+  bool remove = false;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -318,12 +391,85 @@ class Store {
   // Change-log entries with seq > `after_seq`, oldest first, at most `limit`.
   virtual Result<std::vector<ChangeRecord>> ReadChanges(int64_t after_seq, int limit) = 0;
 
+  // ---- Replication. Modules are "user", "conference" and "cms". AppendCmsVersion
+  // also appends a "cms" record (key CmsVersionChangeKey, home_pool "").
+
+  // Change-log entries of one module with seq > `after_seq`, oldest first, at most `limit`.
+  virtual Result<std::vector<ChangeRecord>> ReadModuleChanges(std::string_view module, int64_t after_seq,
+                                                              int limit) = 0;
+  // The module's newest record. Pruning keeps each module's newest record, so this
+  // survives it.
+  virtual Result<ChangeLogHead> ModuleHead(std::string_view module) = 0;
+
+  // Applies a partner's records (one module, from `source_pool`, oldest first) in one
+  // transaction: records with seq <= the applied seq are skipped (so a resent batch
+  // is harmless), every other one writes ("upsert") or removes ("delete") its row
+  // exactly as the payload says, without a local change-log record, and the import
+  // progress advances to the last seq. kInvalidArgument, and nothing applied, if a
+  // record has another module, an unknown key kind or a payload that does not parse.
+  virtual Result<ImportProgress> ApplyChanges(std::string_view source_pool, std::string_view module,
+                                              const std::vector<ChangeRecord>& batch) = 0;
+
+  // Calls `sink` with the rows of `module` homed in `home_pool` (for "cms": every
+  // version, home_pool ignored) whose key is in [key_from, key_to) ("" = unbounded),
+  // in key order, in chunks of at most `chunk_rows`, all from one consistent read;
+  // returns the module's head seq as of that read. Stops at the first failing sink.
+  virtual Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                                   std::string_view key_to, int chunk_rows,
+                                   const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) = 0;
+  // Applies one chunk of a partner's snapshot (rows as ScanRows gives them, in one
+  // transaction, no change-log records). The first chunk first removes every row of
+  // `module` homed in `home_pool` (CMS versions are never removed) and records
+  // snapshot_seq in the import progress; the last chunk sets applied_seq to
+  // `snapshot_seq` and clears snapshot_seq. A chunk may hold rows whose parent (user,
+  // meeting) comes in a later chunk.
+  virtual Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
+                                                    std::string_view home_pool, int64_t snapshot_seq, bool first,
+                                                    bool last, const std::vector<ReplicatedRow>& rows) = 0;
+  virtual Result<std::vector<ImportProgress>> ListImportProgress() = 0;
+
+  // Records that `partner_pool` applied this pool's `module` records up to
+  // `acked_seq` (never moves backwards) and prunes those records from the change log,
+  // keeping the module's newest record.
+  virtual Status RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
+                                 int64_t now_ms) = 0;
+  virtual Result<std::vector<ExportProgress>> ListExportProgress() = 0;
+
+  // Takes the named lease for `holder` until `expires_at_ms` if it is free, expired
+  // at `now_ms`, or already held by `holder`; returns the lease as it stands after
+  // the call (holder == `holder` when taken). Atomic across servers.
+  virtual Result<NamedLease> TryAcquireNamedLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                                  int64_t expires_at_ms) = 0;
+  // Drops the lease if `holder` holds it.
+  virtual Status ReleaseNamedLease(std::string_view name, std::string_view holder) = 0;
+
+  // Small per-pool settings ("backup.stopped" = "true"); nullopt when never set.
+  virtual Status SetSetting(std::string_view key, std::string_view value) = 0;
+  virtual Result<std::optional<std::string>> GetSetting(std::string_view key) = 0;
+
   // Pool membership: insert or extend this server's lease; drop it on a clean stop;
   // every lease of a pool (live or expired; the caller compares with its clock).
   virtual Status RenewLease(const LeaseRecord& lease) = 0;
   virtual Status ReleaseLease(const std::string& server_id) = 0;
   virtual Result<std::vector<LeaseRecord>> ListLeases(const std::string& pool) = 0;
+
+  // ---- Soft state. Registrations, subscriptions and publications of a pool, written
+  // back by the server that owns them so that the server taking over a routing group
+  // can load them. Not user data: no change-log record (the Backup Service never
+  // ships them).
+
+  // Applies a batch of writes (upserts and removals) in one transaction.
+  virtual Status WriteSoftState(const std::vector<SoftStateWrite>& batch) = 0;
+  // The unexpired rows (expires_at_ms > now_ms) of `pool` in the given routing groups.
+  virtual Result<std::vector<SoftStateRow>> LoadSoftState(std::string_view pool, const std::vector<int>& groups,
+                                                          int64_t now_ms) = 0;
+  // Removes the rows of `pool` that expired at or before `now_ms`; returns how many.
+  virtual Result<int64_t> DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) = 0;
 };
+
+// The digest of what ScanRows gives for the same arguments (backup verification).
+Result<RowsDigest> DigestRows(Store& store, std::string_view module, std::string_view home_pool,
+                              std::string_view key_from, std::string_view key_to);
 
 // Opens (creating if needed) a SQLite store at `path` and migrates it.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);

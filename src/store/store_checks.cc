@@ -1,7 +1,11 @@
 #include "store/store_checks.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 
+#include <boost/archive/iterators/base64_from_binary.hpp>
+#include <boost/archive/iterators/transform_width.hpp>
 #include <fmt/format.h>
 
 #include "common/clock.h"
@@ -52,6 +56,31 @@ bool IsLowerHex(std::string_view text, size_t length) {
 bool IsPin(std::string_view pin) {
   return pin.size() >= 4 && pin.size() <= 12 &&
          std::all_of(pin.begin(), pin.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string Base64(std::string_view bytes) {
+  using boost::archive::iterators::base64_from_binary;
+  using boost::archive::iterators::transform_width;
+  using Encoder = base64_from_binary<transform_width<const char*, 6, 8>>;
+  std::string out(Encoder(bytes.data()), Encoder(bytes.data() + bytes.size()));
+  out.append((3 - bytes.size() % 3) % 3, '=');
+  return out;
+}
+
+Result<std::string> DecodeBase64(std::string_view text) {
+  // OpenSSL's decoder, not Boost's: it reports bad input instead of throwing.
+  auto invalid = [] { return MakeError(ErrorCode::kInvalidArgument, "content_base64 is not valid base64"); };
+  if (text.size() % 4 != 0 || text.size() > static_cast<size_t>(INT32_MAX)) return invalid();
+  std::string bytes(text.size() / 4 * 3, '\0');
+  int decoded = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(bytes.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (decoded < 0) return invalid();
+  // EVP_DecodeBlock counts the padding as zero bytes.
+  size_t padding = text.ends_with("==") ? 2 : text.ends_with("=") ? 1 : 0;
+  bytes.resize(static_cast<size_t>(decoded) - padding);
+  // Only the canonical form, so that the row re-encodes to the same payload.
+  if (Base64(bytes) != text) return invalid();
+  return bytes;
 }
 
 Status CheckContentInfo(const ContentInfo& info) {

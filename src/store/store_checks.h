@@ -26,6 +26,10 @@ Status CheckTexts(std::string_view field, const std::vector<std::string>& values
 std::vector<std::string> WithoutDuplicates(const std::vector<std::string>& list);
 bool IsLowerHex(std::string_view text, size_t length);
 bool IsPin(std::string_view pin);  // 4 to 12 digits
+// Standard base64 with padding (content bytes in change-log payloads), and back:
+// kInvalidArgument unless `text` is exactly what Base64 gives for some bytes.
+std::string Base64(std::string_view bytes);
+Result<std::string> DecodeBase64(std::string_view text);
 // A content file's name and checksum, before it is stored.
 Status CheckContentInfo(const ContentInfo& info);
 // A meeting's id, PIN, times and texts.

@@ -21,9 +21,11 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -425,6 +427,39 @@ TEST_P(StoreTest, LeasesAreRenewedListedPerPoolAndReleasedWithoutChangeLog) {
   ASSERT_TRUE(store->ReleaseLease("fe2"));
   EXPECT_EQ(store->ListLeases("pool1.example.com")->size(), 1u);
   EXPECT_TRUE(store->ReadChanges(0, 100)->empty()) << "leases are soft state, never shipped";
+}
+
+TEST_P(StoreTest, SoftStateIsWrittenInBatchesLoadedByGroupAndExpiredWithoutChangeLog) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  const std::string pool = "pool1.example.com";
+  auto row = [&](std::string kind, std::string key, int group, int64_t expires, std::string payload) {
+    return SoftStateRow{pool, std::move(kind), std::move(key), group, expires, std::move(payload)};
+  };
+  ASSERT_TRUE(store->WriteSoftState({{row("registration", "sip:alice@example.com", 7, 9000, "a1")},
+                                     {row("registration", "sip:bob@example.com", 8, 9000, "b1")},
+                                     {row("subscription", "call-1 tag-1", 7, 2000, "s1")},
+                                     {SoftStateRow{"pool2.example.com", "registration", "sip:carol@example.com", 7,
+                                                   9000, "c1"}}}));
+  // An upsert replaces the payload; a removal drops the row.
+  ASSERT_TRUE(store->WriteSoftState({{row("registration", "sip:alice@example.com", 7, 9500, "a2")},
+                                     {row("registration", "sip:bob@example.com", 8, 0, ""), /*remove=*/true}}));
+  auto loaded = store->LoadSoftState(pool, {7, 8}, 1000);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  std::map<std::string, SoftStateRow> by_key;
+  for (const SoftStateRow& r : *loaded) by_key[r.key] = r;
+  ASSERT_EQ(by_key.size(), 2u);
+  EXPECT_EQ(by_key["sip:alice@example.com"].payload, "a2");
+  EXPECT_EQ(by_key["sip:alice@example.com"].expires_at_ms, 9500);
+  EXPECT_EQ(by_key["call-1 tag-1"].kind, "subscription");
+  EXPECT_EQ(by_key["call-1 tag-1"].routing_group, 7);
+  EXPECT_TRUE(store->LoadSoftState(pool, {9}, 1000)->empty()) << "only the groups asked for";
+  EXPECT_EQ(store->LoadSoftState(pool, {7}, 2000)->size(), 1u) << "expired rows are not loaded";
+  auto removed = store->DeleteExpiredSoftState(pool, 2000);
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(*removed, 1);
+  EXPECT_EQ(store->LoadSoftState("pool2.example.com", {7}, 0)->size(), 1u) << "another pool's rows stay";
+  EXPECT_TRUE(store->ReadChanges(0, 100)->empty()) << "soft state is never shipped";
 }
 
 TEST_P(StoreTest, EveryUserMutationAppendsOneChangeInOrder) {
@@ -899,6 +934,438 @@ TEST_P(ConferenceStoreTest, ContentIsStoredAndLoggedWithHashAndBase64) {
   EXPECT_EQ(store_->PutContent({"0123456789abcdef", "a", 0, "xyz"}, "x").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(store_->ListContent("ffffffffffffffff").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(ChangeCount(), changes);
+}
+
+// ---- Replication -------------------------------------------------------------------
+
+using Rows = std::vector<std::tuple<std::string, std::string, std::string>>;  // key, home pool, payload
+
+// DataStoreTest's store as pool1's, with data in every module, and an empty store of
+// the same back-end as its partner (pool2's).
+class ReplicationStoreTest : public DataStoreTest {
+ protected:
+  void SetUp() override {
+    DataStoreTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (GetParam() == Backend::kPostgres) {
+      partner_location_ = std::make_unique<PostgresLocation>(PgServer::Get().dsn());
+    } else {
+      partner_location_ = std::make_unique<SqliteLocation>();
+    }
+    auto partner = partner_location_->Open();
+    ASSERT_TRUE(partner) << partner.error().message;
+    partner_ = std::move(*partner);
+  }
+
+  // User data, a meeting with binary content, CMS versions; carol is homed in pool2.
+  void Fill() {
+    UserRecord carol = User("carol");
+    carol.home_pool = "pool2.example.com";
+    ASSERT_TRUE(store_->AddUsers({carol}));
+    ASSERT_TRUE(store_->AddContactGroup(kAlice, "Work"));
+    ASSERT_TRUE(store_->AddContactGroup(kAlice, "Friends"));
+    ASSERT_TRUE(store_->UpsertContact({kAlice, kBob, "Bob \"B\" ☀", {"Work", "Friends"}}));
+    ASSERT_TRUE(store_->UpsertContact({kAlice, "sip:carol@example.com", "", {}}));
+    ASSERT_TRUE(store_->UpsertContact({kBob, kAlice, "Alice", {}}));
+    ASSERT_TRUE(store_->UpsertContact({"sip:carol@example.com", kAlice, "", {}}));
+    ASSERT_TRUE(store_->SetPresenceNote(kAlice, "In meetings\nall day"));
+    ASSERT_TRUE(store_->UpdatePrivacy(kBob, {.policy = PrivacyPolicy::kAllowListed, .allow = {{kAlice}},
+                                            .block = {{"spam.example.com"}}}));
+    ASSERT_TRUE(store_->CreateMeeting(Meeting("0123456789abcdef")));
+    ASSERT_TRUE(store_->CreateMeeting(Meeting("00000000000000bb", kBob)));
+    ASSERT_TRUE(store_->CancelMeeting("00000000000000bb"));
+    ASSERT_TRUE(store_->PutContent({"0123456789abcdef", "deck.pdf", 0, std::string(64, 'a')},
+                                   std::string("\0\xff\x01slides", 9)));
+    ASSERT_TRUE(store_->PutContent({"0123456789abcdef", "empty.txt", 0, std::string(64, 'b')}, ""));
+    ASSERT_TRUE(store_->AppendCmsVersion({1, 1000, "{\"v\":1}"}, 0));
+    ASSERT_TRUE(store_->AppendCmsVersion({2, 2000, "{\"v\":2,\"s\":\"\xc3\xa9\"}"}, 1));
+  }
+
+  static Rows Scan(Store& store, const std::string& module, const std::string& pool = "pool1.example.com",
+                   const std::string& from = "", const std::string& to = "", int chunk_rows = 1000) {
+    Rows rows;
+    auto head = store.ScanRows(module, pool, from, to, chunk_rows, [&](std::vector<ReplicatedRow>&& chunk) {
+      EXPECT_LE(chunk.size(), static_cast<size_t>(chunk_rows));
+      for (ReplicatedRow& row : chunk) rows.emplace_back(row.key, row.home_pool, row.payload);
+      return OkStatus();
+    });
+    EXPECT_TRUE(head) << head.error().message;
+    return rows;
+  }
+
+  // Ships `module` of pool1 as a snapshot in chunks of `chunk_rows`.
+  void ShipSnapshot(const std::string& module, int chunk_rows) {
+    std::vector<std::vector<ReplicatedRow>> chunks;
+    auto head = store_->ScanRows(module, "pool1.example.com", "", "", chunk_rows,
+                                 [&](std::vector<ReplicatedRow>&& chunk) {
+                                   chunks.push_back(std::move(chunk));
+                                   return OkStatus();
+                                 });
+    ASSERT_TRUE(head) << head.error().message;
+    if (chunks.empty()) chunks.emplace_back();
+    // As the Backup Service sends them: chunks sent during the scan carry an older
+    // head (a lower bound), the last one the scan's own.
+    const int64_t early_seq = std::max<int64_t>(*head - 1, 1);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      bool last = i + 1 == chunks.size();
+      auto progress = partner_->ApplySnapshotChunk("pool1.example.com", module, "pool1.example.com",
+                                                   last ? *head : early_seq, i == 0, last, chunks[i]);
+      ASSERT_TRUE(progress) << progress.error().message;
+      EXPECT_EQ(progress->snapshot_seq, last ? 0 : early_seq);
+      if (i + 1 == chunks.size()) {
+        EXPECT_EQ(progress->applied_seq, *head);
+      }
+    }
+  }
+
+  RowsDigest Digest(Store& store, const std::string& module, const std::string& from = "",
+                    const std::string& to = "") {
+    auto digest = DigestRows(store, module, "pool1.example.com", from, to);
+    EXPECT_TRUE(digest) << digest.error().message;
+    return digest ? *digest : RowsDigest{};
+  }
+
+  std::unique_ptr<StoreLocation> partner_location_;
+  std::unique_ptr<Store> partner_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, ReplicationStoreTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         BackendTestName);
+
+TEST_P(ReplicationStoreTest, CmsVersionAppendsACmsRecord) {
+  CmsVersionRecord record{1, 1234, "{\"topology\":\"x\"}"};
+  ASSERT_TRUE(store_->AppendCmsVersion(record, 0));
+  auto changes = store_->ReadModuleChanges("cms", 0, 100);
+  ASSERT_TRUE(changes) << changes.error().message;
+  ASSERT_EQ(changes->size(), 1u);
+  const ChangeRecord& change = changes->front();
+  EXPECT_EQ(change.key, "version:000000000001");
+  EXPECT_EQ(change.key, CmsVersionChangeKey(1));
+  EXPECT_EQ(change.home_pool, "");
+  EXPECT_EQ(change.op, "upsert");
+  EXPECT_EQ(change.at_ms, 1234);
+  EXPECT_EQ(change.payload, CmsVersionPayloadJson(record));
+  EXPECT_EQ(json::parse(change.payload)["document"], record.document);
+  // A refused publish logs nothing.
+  EXPECT_FALSE(store_->AppendCmsVersion({1, 1, "stale"}, 0));
+  EXPECT_EQ(store_->ReadModuleChanges("cms", 0, 100)->size(), 1u);
+}
+
+TEST_P(ReplicationStoreTest, ReadModuleChangesFiltersByModuleSeqAndLimit) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  auto all = store_->ReadChanges(0, 1000);
+  ASSERT_TRUE(all);
+  for (std::string module : {"user", "conference", "cms"}) {
+    std::vector<int64_t> expected;
+    for (const ChangeRecord& change : *all) {
+      if (change.module == module) expected.push_back(change.seq);
+    }
+    ASSERT_GE(expected.size(), 2u) << module;
+    auto changes = store_->ReadModuleChanges(module, 0, 1000);
+    ASSERT_TRUE(changes);
+    std::vector<int64_t> seqs;
+    for (const ChangeRecord& change : *changes) seqs.push_back(change.seq);
+    EXPECT_EQ(seqs, expected) << module;
+    auto after = store_->ReadModuleChanges(module, expected[0], 1);
+    ASSERT_EQ(after->size(), 1u);
+    EXPECT_EQ(after->front().seq, expected[1]);
+    auto head = store_->ModuleHead(module);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->seq, expected.back());
+    EXPECT_EQ(head->at_ms, changes->back().at_ms);
+  }
+  EXPECT_TRUE(store_->ReadModuleChanges("nothing", 0, 1000)->empty());
+  EXPECT_EQ(store_->ModuleHead("nothing")->seq, 0);
+}
+
+TEST_P(ReplicationStoreTest, ExportAckNeverMovesBackAndPrunesAllButTheNewestRecord) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  ChangeLogHead user_head = *store_->ModuleHead("user");
+  size_t conference_records = store_->ReadModuleChanges("conference", 0, 1000)->size();
+  auto user_records = *store_->ReadModuleChanges("user", 0, 1000);
+  int64_t first_user_seq = user_records[0].seq;
+
+  ASSERT_TRUE(store_->RecordExportAck("pool2.example.com", "user", first_user_seq, 500));
+  EXPECT_EQ(store_->ReadModuleChanges("user", 0, 1000)->front().seq, user_records[1].seq) << "first one pruned";
+
+  ASSERT_TRUE(store_->RecordExportAck("pool2.example.com", "user", user_head.seq, 1000));
+  auto left = store_->ReadModuleChanges("user", 0, 1000);
+  ASSERT_EQ(left->size(), 1u) << "the newest record stays";
+  EXPECT_EQ(left->front().seq, user_head.seq);
+  auto head = store_->ModuleHead("user");
+  EXPECT_EQ(head->seq, user_head.seq);
+  EXPECT_EQ(head->at_ms, user_head.at_ms);
+  EXPECT_EQ(store_->ReadModuleChanges("conference", 0, 1000)->size(), conference_records) << "other modules kept";
+
+  // An older ack (a late duplicate) changes nothing.
+  ASSERT_TRUE(store_->RecordExportAck("pool2.example.com", "user", first_user_seq, 2000));
+  ASSERT_TRUE(store_->RecordExportAck("pool2.example.com", "cms", 0, 3000));
+  auto progress = store_->ListExportProgress();
+  ASSERT_TRUE(progress);
+  ASSERT_EQ(progress->size(), 2u);
+  EXPECT_EQ((*progress)[0].module, "cms");
+  EXPECT_EQ((*progress)[1].partner_pool, "pool2.example.com");
+  EXPECT_EQ((*progress)[1].module, "user");
+  EXPECT_EQ((*progress)[1].acked_seq, user_head.seq);
+  EXPECT_EQ((*progress)[1].acked_at_ms, 1000);
+  EXPECT_EQ(store_->RecordExportAck("pool2.example.com", "bogus", 1, 1).error().code, ErrorCode::kInvalidArgument);
+
+  // A new record after a prune gets a higher seq than the kept one.
+  ASSERT_TRUE(store_->SetPresenceNote(kBob, "back"));
+  EXPECT_GT(store_->ModuleHead("user")->seq, user_head.seq);
+}
+
+TEST_P(ReplicationStoreTest, ApplyChangesIsIdempotentDoesNotEchoAndReproducesTheRows) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  ASSERT_TRUE(store_->RemoveContact(kAlice, "sip:carol@example.com"));
+  ASSERT_TRUE(store_->RemoveUser("sip:carol@example.com"));
+  for (std::string module : {"user", "conference", "cms"}) {
+    auto batch = store_->ReadModuleChanges(module, 0, 1000);
+    ASSERT_TRUE(batch);
+    // Two batches, so progress carries over from one to the next.
+    std::vector<ChangeRecord> first(batch->begin(), batch->begin() + 2), rest(batch->begin() + 2, batch->end());
+    ASSERT_TRUE(partner_->ApplyChanges("pool1.example.com", module, first));
+    auto applied = partner_->ApplyChanges("pool1.example.com", module, *batch);  // overlaps: resent
+    ASSERT_TRUE(applied) << module << ": " << applied.error().message;
+    EXPECT_EQ(applied->source_pool, "pool1.example.com");
+    EXPECT_EQ(applied->module, module);
+    EXPECT_EQ(applied->applied_seq, batch->back().seq);
+    EXPECT_EQ(applied->source_at_ms, batch->back().at_ms);
+    EXPECT_GT(applied->applied_at_ms, 0);
+
+    auto again = partner_->ApplyChanges("pool1.example.com", module, rest);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->applied_seq, applied->applied_seq);
+    EXPECT_EQ(again->applied_at_ms, applied->applied_at_ms) << "a resent batch changes nothing";
+    EXPECT_EQ(Scan(*partner_, module), Scan(*store_, module)) << module;
+  }
+  EXPECT_TRUE(partner_->ReadChanges(0, 1000)->empty()) << "applied records are not logged again";
+  auto progress = partner_->ListImportProgress();
+  ASSERT_TRUE(progress);
+  ASSERT_EQ(progress->size(), 3u);
+  EXPECT_EQ((*progress)[0].module, "cms");
+
+  // The partner can authenticate pool1's users and serve their data.
+  auto bob = partner_->FindUser("bob", "example.com");
+  ASSERT_TRUE(bob && bob->has_value());
+  EXPECT_EQ((*bob)->ha1_md5, "m");
+  EXPECT_EQ((*bob)->ha1_sha256_full, "sf");
+  EXPECT_FALSE(partner_->FindUser("carol", "example.com")->has_value()) << "the removal was applied";
+  auto contacts = partner_->ListContacts(kAlice);
+  ASSERT_TRUE(contacts);
+  ASSERT_EQ(contacts->size(), 1u);
+  EXPECT_EQ(contacts->front().groups, (std::vector<std::string>{"Work", "Friends"}));
+  auto content = partner_->GetContent("0123456789abcdef", "deck.pdf");
+  ASSERT_TRUE(content && content->has_value());
+  EXPECT_EQ((*content)->bytes, std::string("\0\xff\x01slides", 9));
+  EXPECT_EQ((*partner_->LatestCmsVersion())->version, 2);
+}
+
+TEST_P(ReplicationStoreTest, ConcurrentlyResentBatchIsAppliedOnce) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  auto batch = *store_->ReadModuleChanges("user", 0, 1000);
+  auto other = partner_location_->Open();
+  ASSERT_TRUE(other);
+  std::vector<Result<ImportProgress>> results(2, ImportProgress{});
+  std::thread a([&] { results[0] = partner_->ApplyChanges("pool1.example.com", "user", batch); });
+  std::thread b([&] { results[1] = (*other)->ApplyChanges("pool1.example.com", "user", batch); });
+  a.join();
+  b.join();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result) << result.error().message;
+    EXPECT_EQ(result->applied_seq, batch.back().seq);
+  }
+  EXPECT_EQ(results[0]->applied_at_ms, results[1]->applied_at_ms) << "the second saw the first's progress";
+  EXPECT_EQ(Scan(*partner_, "user"), Scan(*store_, "user"));
+}
+
+TEST_P(ReplicationStoreTest, InvalidRecordAppliesNothing) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  auto good = *store_->ReadModuleChanges("user", 0, 1000);
+  // After every good record of the user module, so one bad record spoils the batch.
+  auto refused = [&](ChangeRecord bad, std::string_view module = "user") {
+    std::vector<ChangeRecord> batch = module == "user" ? good : std::vector<ChangeRecord>{};
+    bad.seq = good.back().seq + 1;
+    batch.push_back(bad);
+    auto applied = partner_->ApplyChanges("pool1.example.com", module, batch);
+    EXPECT_FALSE(applied) << bad.key;
+    if (!applied) {
+      EXPECT_EQ(applied.error().code, ErrorCode::kInvalidArgument) << applied.error().message;
+    }
+  };
+  refused({0, 1, "conference", "pool1.example.com", "meeting:0123456789abcdef", "delete", ""});  // other module
+  refused({0, 1, "user", "pool1.example.com", "sip:x@example.com#bogus", "delete", ""});        // unknown kind
+  refused({0, 1, "user", "pool1.example.com", "sip:x@example.com", "upsert", "{not json"});
+  refused({0, 1, "user", "pool1.example.com", "sip:x@example.com", "upsert", "{\"uri\":\"sip:x@example.com\"}"});
+  refused({0, 1, "user", "pool1.example.com", "sip:other@example.com", "upsert", good[0].payload});  // key mismatch
+  refused({0, 1, "user", "pool1.example.com", "sip:x@example.com", "rename", ""});
+  refused({0, 1, "cms", "", "version:000000000001", "delete", ""}, "cms");
+  refused({0, 1, "conference", "", "content:0123456789abcdef/a", "upsert",
+           json{{"meeting_id", "0123456789abcdef"}, {"name", "a"}, {"size", 1}, {"sha256", std::string(64, 'a')},
+                {"home_pool", "pool1.example.com"}, {"uploaded_ms", 1}, {"content_base64", "!!!!"}}
+               .dump()},
+          "conference");
+  std::vector<ChangeRecord> backwards = {good[1], good[0]};
+  EXPECT_EQ(partner_->ApplyChanges("pool1.example.com", "user", backwards).error().code, ErrorCode::kInvalidArgument);
+
+  EXPECT_TRUE(partner_->ListUsers()->empty());
+  auto progress = partner_->ListImportProgress();
+  ASSERT_TRUE(progress);
+  for (const ImportProgress& p : *progress) EXPECT_EQ(p.applied_seq, 0);
+}
+
+TEST_P(ReplicationStoreTest, SnapshotRoundTripGivesIdenticalRowsAndDigests) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  // The partner holds its own user, and stale rows of pool1 that the snapshot replaces.
+  UserRecord dave = User("dave");
+  dave.home_pool = "pool2.example.com";
+  ASSERT_TRUE(partner_->AddUsers({dave}));
+  ASSERT_TRUE(partner_->ApplyChanges("pool1.example.com", "user", *store_->ReadModuleChanges("user", 0, 3)));
+  UserRecord stale = User("stale");
+  ASSERT_TRUE(partner_->ApplyChanges("pool1.example.com", "user",
+                                     {{1000000, 1, "user", "pool1.example.com", stale.uri, "upsert",
+                                       UserPayloadJson(stale)}}));
+
+  for (std::string module : {"user", "conference", "cms"}) {
+    ASSERT_NO_FATAL_FAILURE(ShipSnapshot(module, 3));
+    Rows source = Scan(*store_, module);
+    EXPECT_EQ(Scan(*partner_, module), source) << module;
+    EXPECT_EQ(Scan(*partner_, module, "pool1.example.com", "", "", 1), source) << "chunking changes nothing";
+    RowsDigest digest = Digest(*store_, module);
+    EXPECT_EQ(digest.rows, static_cast<int64_t>(source.size()));
+    EXPECT_EQ(digest.sha256.size(), 64u);
+    EXPECT_EQ(Digest(*partner_, module).sha256, digest.sha256) << module;
+  }
+  EXPECT_FALSE(partner_->FindUser("stale", "example.com")->has_value()) << "the first chunk cleared pool1's rows";
+  EXPECT_TRUE(partner_->FindUser("dave", "example.com")->has_value()) << "other pools' rows stay";
+  EXPECT_EQ(Scan(*store_, "user", "pool2.example.com").size(), 2u) << "carol and her contact";
+  EXPECT_TRUE(partner_->ReadModuleChanges("user", 0, 1000)->size() == 1u) << "only dave's own record";
+  auto progress = partner_->ListImportProgress();
+  ASSERT_TRUE(progress);
+  for (const ImportProgress& p : *progress) {
+    EXPECT_EQ(p.snapshot_seq, 0);
+    EXPECT_EQ(p.applied_seq, store_->ModuleHead(p.module)->seq) << p.module;
+  }
+  // Applying the changes since the snapshot continues from its seq.
+  ASSERT_TRUE(store_->SetPresenceNote(kAlice, "later"));
+  auto since = store_->ReadModuleChanges("user", store_->ModuleHead("user")->seq - 1, 100);
+  ASSERT_TRUE(partner_->ApplyChanges("pool1.example.com", "user", *since));
+  EXPECT_EQ(Digest(*partner_, "user").sha256, Digest(*store_, "user").sha256);
+
+  // Chunks must belong to a started snapshot, and rows to the pool.
+  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 99, false, true, {})
+                .error()
+                .code,
+            ErrorCode::kFailedPrecondition);
+  ReplicatedRow carol_row{"sip:carol@example.com", "pool2.example.com", UserPayloadJson(User("carol"))};
+  auto carol = json::parse(carol_row.payload);
+  carol["home_pool"] = "pool2.example.com";
+  carol_row.payload = carol.dump();
+  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 5, true, true, {carol_row})
+                .error()
+                .code,
+            ErrorCode::kInvalidArgument);
+}
+
+TEST_P(ReplicationStoreTest, DigestsOfKeyRangesAddUpAndFollowChanges) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  Rows all = Scan(*store_, "user");
+  ASSERT_GE(all.size(), 8u);
+  // Bounds at a row's key, between keys, and inside an owner's rows.
+  for (std::string split : {std::get<0>(all[3]), std::string("sip:b"), std::string("sip:alice@example.com#d"),
+                            std::string("sip:alice@example.com#contact:sip:c")}) {
+    Rows low = Scan(*store_, "user", "pool1.example.com", "", split);
+    Rows high = Scan(*store_, "user", "pool1.example.com", split, "");
+    Rows joined = low;
+    joined.insert(joined.end(), high.begin(), high.end());
+    EXPECT_EQ(joined, all) << split;
+    for (const auto& row : low) EXPECT_LT(std::get<0>(row), split);
+    EXPECT_EQ(Digest(*store_, "user", "", split).rows + Digest(*store_, "user", split, "").rows,
+              static_cast<int64_t>(all.size()));
+  }
+  Rows middle = Scan(*store_, "user", "pool1.example.com", std::get<0>(all[2]), std::get<0>(all[5]));
+  EXPECT_EQ(middle, Rows(all.begin() + 2, all.begin() + 5));
+
+  ASSERT_NO_FATAL_FAILURE(ShipSnapshot("user", 1000));
+  const std::string split = "sip:b";
+  RowsDigest low = Digest(*store_, "user", "", split);
+  RowsDigest high = Digest(*store_, "user", split, "");
+  EXPECT_NE(low.sha256, high.sha256);
+  ASSERT_TRUE(store_->SetPresenceNote(kBob, "changed"));  // bob's rows are in the high range
+  EXPECT_EQ(Digest(*store_, "user", "", split).sha256, low.sha256);
+  EXPECT_NE(Digest(*store_, "user", split, "").sha256, high.sha256);
+  EXPECT_EQ(Digest(*partner_, "user", split, "").sha256, high.sha256) << "the partner has not seen it yet";
+}
+
+TEST_P(ReplicationStoreTest, ScanStopsAtAFailingSinkAndRefusesUnknownModules) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  int calls = 0;
+  auto scanned = store_->ScanRows("user", "pool1.example.com", "", "", 2, [&](std::vector<ReplicatedRow>&&) -> Status {
+    ++calls;
+    return MakeError(ErrorCode::kUnavailable, "partner gone");
+  });
+  ASSERT_FALSE(scanned);
+  EXPECT_EQ(scanned.error().message, "partner gone");
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(store_->ScanRows("bogus", "", "", "", 10, [](auto&&) { return OkStatus(); }).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(DigestRows(*store_, "user", "nowhere.example.com", "", "")->rows, 0);
+}
+
+TEST_P(StoreTest, NamedLeaseIsExclusiveUntilItExpiresOrIsReleased) {
+  auto store = OpenStore();
+  auto other_server = OpenStore();
+  ASSERT_TRUE(store && other_server);
+  const std::string name = "backup:pool1.example.com";
+  auto lease = store->TryAcquireNamedLease(name, "fe1", 1000, 2000);
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_EQ(lease->name, name);
+  EXPECT_EQ(lease->holder, "fe1");
+  EXPECT_EQ(lease->expires_at_ms, 2000);
+
+  auto refused = other_server->TryAcquireNamedLease(name, "fe2", 1999, 3000);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->holder, "fe1") << "held and live";
+  EXPECT_EQ(refused->expires_at_ms, 2000);
+  EXPECT_EQ(store->TryAcquireNamedLease(name, "fe1", 1500, 2500)->expires_at_ms, 2500) << "the holder renews";
+  EXPECT_EQ(other_server->TryAcquireNamedLease("backup:pool2.example.com", "fe2", 1500, 2500)->holder, "fe2");
+
+  auto taken = other_server->TryAcquireNamedLease(name, "fe2", 2500, 3500);
+  EXPECT_EQ(taken->holder, "fe2") << "expired at 2500: taken over";
+  ASSERT_TRUE(store->ReleaseNamedLease(name, "fe1"));  // not the holder: nothing happens
+  EXPECT_EQ(store->TryAcquireNamedLease(name, "fe1", 2600, 3600)->holder, "fe2");
+  ASSERT_TRUE(other_server->ReleaseNamedLease(name, "fe2"));
+  EXPECT_EQ(store->TryAcquireNamedLease(name, "fe1", 2600, 3600)->holder, "fe1") << "released: free";
+  EXPECT_TRUE(store->ReadChanges(0, 100)->empty());
+
+  // Many servers at once: exactly one wins.
+  std::atomic<int> winners = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      Store* s = i % 2 ? store.get() : other_server.get();
+      auto got = s->TryAcquireNamedLease("race", fmt::format("fe{}", i), 0, 1000);
+      EXPECT_TRUE(got);
+      if (got && got->holder == fmt::format("fe{}", i)) ++winners;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(winners.load(), 1);
+}
+
+TEST_P(StoreTest, SettingsAreStoredPerKey) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto missing = store->GetSetting("backup.stopped");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+  ASSERT_TRUE(store->SetSetting("backup.stopped", "true"));
+  ASSERT_TRUE(store->SetSetting("other", ""));
+  EXPECT_EQ(**store->GetSetting("backup.stopped"), "true");
+  ASSERT_TRUE(store->SetSetting("backup.stopped", "false"));
+  EXPECT_EQ(**OpenStore()->GetSetting("backup.stopped"), "false");
+  EXPECT_EQ(**store->GetSetting("other"), "");
+  EXPECT_TRUE(store->ReadChanges(0, 100)->empty());
 }
 
 // ---- Back-end independent ----------------------------------------------------------

@@ -320,6 +320,7 @@ class TopologyParser {
 
   void ParseSections(const toml::table& root);
   void ParseDigestAlgorithms(const toml::node& node);
+  void ParseLeaseTimers(const toml::table& table);
   void ParseSite(const toml::table& table);
   void ParsePool(const toml::table& table);
   void ParseBackend(const toml::table& table, PoolInfo& pool);
@@ -517,7 +518,7 @@ void TopologyParser::ParseDigestAlgorithms(const toml::node& node) {
 
 void TopologyParser::ParseSections(const toml::table& root) {
   Pos root_pos{1, 1};
-  CheckKeys(root, {"sip", "cms", "backup", "resiliency", "sites", "pools"}, "");
+  CheckKeys(root, {"sip", "cms", "backup", "resiliency", "pool", "sites", "pools"}, "");
 
   if (const toml::table* sip = GetTable(root, "sip", "", root_pos, /*required=*/true)) {
     Pos pos = PosOf(sip->source());
@@ -564,9 +565,25 @@ void TopologyParser::ParseSections(const toml::table& root) {
     }
   }
 
+  if (const toml::table* pool = GetTable(root, "pool", "", root_pos, /*required=*/false)) ParseLeaseTimers(*pool);
+
   bool ok = true;
   for (const toml::table* site : GetTables(root, "sites", "", &ok)) ParseSite(*site);
   for (const toml::table* pool : GetTables(root, "pools", "", &ok)) ParsePool(*pool);
+}
+
+void TopologyParser::ParseLeaseTimers(const toml::table& table) {
+  CheckKeys(table, {"lease_renew_seconds", "lease_expiry_seconds"}, "[pool]");
+  if (auto renew = GetSeconds(table, "lease_renew_seconds", "[pool]")) topology_.lease_renew_interval = *renew;
+  if (auto expiry = GetSeconds(table, "lease_expiry_seconds", "[pool]")) topology_.lease_expiry = *expiry;
+  // One lost renewal must not cost a server its users: the lease outlives two renewals.
+  if (topology_.lease_expiry < 2 * topology_.lease_renew_interval) {
+    const toml::node* blamed = table.get("lease_expiry_seconds");
+    if (blamed == nullptr) blamed = table.get("lease_renew_seconds");
+    AddError(PosOf(blamed->source()),
+             fmt::format("'lease_expiry_seconds' in [pool] ({} s) must be at least twice 'lease_renew_seconds' ({} s)",
+                         topology_.lease_expiry.count() / 1000.0, topology_.lease_renew_interval.count() / 1000.0));
+  }
 }
 
 void TopologyParser::ParseSite(const toml::table& table) {
@@ -1020,6 +1037,8 @@ nlohmann::json TopologyToJson(const Topology& topology) {
           {"backup_sync_interval_seconds", seconds(topology.backup_sync_interval)},
           {"failure_detection_seconds", seconds(topology.failure_detection_interval)},
           {"failback_seconds", seconds(topology.failback_interval)},
+          {"lease_renew_seconds", seconds(topology.lease_renew_interval)},
+          {"lease_expiry_seconds", seconds(topology.lease_expiry)},
           {"sites", std::move(sites)},
           {"pools", std::move(pools)}};
 }

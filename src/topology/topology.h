@@ -66,6 +66,10 @@ struct Topology {
   std::chrono::milliseconds backup_sync_interval{2000};
   std::chrono::milliseconds failure_detection_interval{120000};
   std::chrono::milliseconds failback_interval{240000};
+  // Pool membership ([pool]): each server renews its lease this often, and a lease
+  // not renewed for lease_expiry lets the others take the server's users over.
+  std::chrono::milliseconds lease_renew_interval{1000};
+  std::chrono::milliseconds lease_expiry{3000};
 
   const PoolSpec* FindPool(std::string_view fqdn) const;
   // The server with this id, and (if `pool` is not null) the pool it belongs to.

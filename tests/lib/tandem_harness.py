@@ -205,10 +205,10 @@ class Sipp:
     tandemd SIP port. `rows` fill [field0], [field1]...; the first row's user and
     password answer digest challenges; `variables` replace {{NAME}} in the scenario
     (sipp itself allows no variable where a scenario needs a number, such as the
-    expected response code)."""
+    expected response code); `extra_args` go to sipp as they are."""
 
     def __init__(self, sip_port, scenario, rows, transport="u1", calls=1, local_port=None, variables=None,
-                 server_mode=False):
+                 server_mode=False, extra_args=()):
         self.work = tempfile.mkdtemp(prefix="sipp-")
         csv = os.path.join(self.work, "rows.csv")
         with open(csv, "w") as f:
@@ -232,6 +232,7 @@ class Sipp:
             command += ["-au", rows[0][0], "-ap", rows[0][1], "-auth_uri", rows[0][2]]
         if server_mode:
             command = [c for c in command if c != f"127.0.0.1:{sip_port}"]
+        command += list(extra_args)  # e.g. ("-r", "500", "-l", "200"): rate and concurrency
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         cwd=self.work)
 

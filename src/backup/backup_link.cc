@@ -1,0 +1,34 @@
+#include "backup/backup_link.h"
+
+#include <fmt/format.h>
+
+#include "admin/http_client.h"
+#include "admin/peer_client.h"
+#include "backup/batch_codec.h"
+
+namespace tandem {
+
+Result<nlohmann::json> CallPartner(const Pairing& pairing, const std::string& secret, std::string_view method,
+                                   std::string_view path, std::map<std::string, std::string> params,
+                                   std::string_view body, std::chrono::milliseconds timeout) {
+  params["source"] = pairing.local->fqdn;
+  SignParams(secret, path, params);
+  auto response =
+      CallAnyServerOf(*pairing.partner, method, PathWithQuery(path, params), body, HttpCallOptions{.timeout = timeout});
+  if (!response) return std::unexpected(response.error());
+  auto json = nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (response->status != 200) {
+    std::string reason = json.is_object() && json.contains("error") && json["error"].is_string()
+                             ? json["error"].get<std::string>()
+                             : fmt::format("HTTP {}", response->status);
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("pool {} refused {}: {}", pairing.partner->fqdn, path, reason));
+  }
+  if (!json.is_object()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("pool {} answered {} without a JSON object", pairing.partner->fqdn, path));
+  }
+  return json;
+}
+
+}  // namespace tandem

@@ -1,0 +1,153 @@
+#include "backup/backup_status.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "backup/backup_link_server.h"
+#include "backup/backup_shipper.h"
+
+namespace tandem {
+namespace {
+
+std::string SettingOr(Store& store, const std::string& key, std::string fallback = "") {
+  auto value = store.GetSetting(key);
+  return value && *value ? **value : fallback;
+}
+
+Result<nlohmann::json> ExportView(Store& store, const Pairing& pairing, const std::string& module,
+                                  const std::vector<ExportProgress>& exported, std::chrono::milliseconds sync_interval,
+                                  int64_t now_ms) {
+  const std::string& partner = pairing.partner->fqdn;
+  auto head = store.ModuleHead(module);
+  if (!head) return std::unexpected(head.error());
+  auto acked = std::find_if(exported.begin(), exported.end(),
+                            [&](const ExportProgress& e) { return e.partner_pool == partner && e.module == module; });
+  int64_t applied = acked == exported.end() ? 0 : acked->acked_seq;
+  double lag_seconds = 0;
+  if (applied < head->seq) {
+    // The age of the oldest change the partner has not acknowledged.
+    auto oldest = store.ReadModuleChanges(module, applied, 1);
+    if (!oldest) return std::unexpected(oldest.error());
+    if (!oldest->empty()) lag_seconds = std::max<double>(0, (now_ms - oldest->front().at_ms) / 1000.0);
+  }
+  std::string error = SettingOr(store, ExportErrorSettingKey(partner, module));
+  std::string initial_sync = SettingOr(store, InitialSyncSettingKey(partner, module));
+  std::string state;
+  if (!error.empty()) {
+    state = "ErrorState";
+  } else if (acked == exported.end()) {
+    state = "NotInitialized";
+  } else if (!initial_sync.empty() || lag_seconds * 1000 >= static_cast<double>(sync_interval.count())) {
+    state = "NonSteadyState";
+  } else {
+    state = "SteadyState";
+  }
+  nlohmann::json view{{"export_state", state},        {"source_seq", head->seq}, {"source_at_ms", head->at_ms},
+                      {"applied_seq", applied},        {"lag_seconds", lag_seconds}, {"last_error", error}};
+  if (!initial_sync.empty()) view["initial_sync_rows_sent"] = std::atoll(initial_sync.c_str());
+  return view;
+}
+
+}  // namespace
+
+Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std::chrono::milliseconds sync_interval,
+                                       int64_t now_ms) {
+  const std::string& partner = pairing.partner->fqdn;
+  auto exported = store.ListExportProgress();
+  if (!exported) return std::unexpected(exported.error());
+  auto imported = store.ListImportProgress();
+  if (!imported) return std::unexpected(imported.error());
+  bool stopped = SettingOr(store, std::string(kBackupStoppedSetting)) == partner;
+
+  nlohmann::json exports = nlohmann::json::object();
+  for (const std::string& module : pairing.export_modules) {
+    auto view = ExportView(store, pairing, module, *exported, sync_interval, now_ms);
+    if (!view) return std::unexpected(view.error());
+    if (stopped && (*view)["last_error"] == "") (*view)["last_error"] = "the Backup Service is stopped";
+    exports[module] = std::move(*view);
+  }
+  nlohmann::json imports = nlohmann::json::object();
+  for (const std::string& module : pairing.import_modules) {
+    ImportProgress progress;
+    for (const ImportProgress& p : *imported) {
+      if (p.source_pool == partner && p.module == module) progress = p;
+    }
+    std::string error = SettingOr(store, ImportErrorSettingKey(partner, module));
+    imports[module] = {{"import_state", error.empty() ? "NormalState" : "ErrorState"},
+                       {"applied_seq", progress.applied_seq},
+                       {"applied_at_ms", progress.applied_at_ms},
+                       {"source_at_ms", progress.source_at_ms},
+                       {"snapshot_seq", progress.snapshot_seq},
+                       {"last_error", error}};
+  }
+  return nlohmann::json{{"pool", pairing.local->fqdn},
+                        {"partner", partner},
+                        {"service", stopped ? "stopped" : "running"},
+                        {"export", std::move(exports)},
+                        {"import", std::move(imports)}};
+}
+
+namespace {
+
+nlohmann::json ModuleEntry(const std::string& module, const nlohmann::json& exported, const nlohmann::json& imported) {
+  nlohmann::json entry{{"module", module},
+                       {"export_state", exported.value("export_state", "ErrorState")},
+                       {"import_state", imported.value("import_state", "ErrorState")},
+                       {"source_seq", exported.value("source_seq", nlohmann::json())},
+                       {"applied_seq", exported.value("applied_seq", imported.value("applied_seq", int64_t{0}))},
+                       {"lag_seconds", exported.value("lag_seconds", nlohmann::json())}};
+  std::string error = exported.value("last_error", "");
+  if (error.empty()) error = imported.value("last_error", "");
+  if (!error.empty()) entry["last_error"] = error;
+  if (exported.contains("initial_sync_rows_sent")) entry["initial_sync_rows_sent"] = exported["initial_sync_rows_sent"];
+  return entry;
+}
+
+}  // namespace
+
+nlohmann::json CombineBackupViews(const Pairing& pairing, const nlohmann::json& local,
+                                  const Result<nlohmann::json>& remote, int64_t now_ms) {
+  const std::string& pool = pairing.local->fqdn;
+  const std::string& partner = pairing.partner->fqdn;
+  std::string unreachable = remote ? "" : fmt::format("cannot reach pool {}: {}", partner, remote.error().message);
+  auto unknown_side = [&] {
+    // What the unreachable side would have said, as far as this side can tell.
+    return nlohmann::json{{"export_state", "ErrorState"}, {"import_state", "ErrorState"}, {"last_error", unreachable}};
+  };
+
+  nlohmann::json outbound = nlohmann::json::array();
+  for (const std::string& module : pairing.export_modules) {
+    const nlohmann::json& exported = local["export"][module];
+    nlohmann::json imported = remote ? (*remote)["import"].value(module, nlohmann::json::object()) : unknown_side();
+    outbound.push_back(ModuleEntry(module, exported, imported));
+  }
+  nlohmann::json inbound = nlohmann::json::array();
+  for (const std::string& module : pairing.import_modules) {
+    const nlohmann::json& imported = local["import"][module];
+    nlohmann::json exported;
+    if (remote) {
+      exported = (*remote)["export"].value(module, nlohmann::json::object());
+    } else {
+      // The partner's side is unknown: report what was applied and how old the
+      // newest applied change is (the most a failover to this copy could miss is
+      // everything after it).
+      exported = unknown_side();
+      exported["applied_seq"] = imported.value("applied_seq", int64_t{0});
+      int64_t newest = imported.value("source_at_ms", int64_t{0});
+      exported["lag_seconds"] = newest > 0 ? nlohmann::json(std::max<double>(0, (now_ms - newest) / 1000.0))
+                                           : nlohmann::json();
+    }
+    inbound.push_back(ModuleEntry(module, exported, imported));
+  }
+  nlohmann::json services{{pool, local.value("service", "running")},
+                          {partner, remote ? remote->value("service", "running") : "unknown"}};
+  return nlohmann::json{{"pool", pool},
+                        {"paired_pool", partner},
+                        {"service", services},
+                        {"directions",
+                         {{{"from", pool}, {"to", partner}, {"modules", outbound}},
+                          {{"from", partner}, {"to", pool}, {"modules", inbound}}}}};
+}
+
+}  // namespace tandem

@@ -1,0 +1,34 @@
+// The Backup Service's status as `tandem backup status` shows it. Each pool
+// computes its own view from its own store — what it exported and what the partner
+// acknowledged, what it imported, the errors its servers recorded — so any of its
+// servers answers the same; a pool's status combines its view with the partner's
+// into one entry per direction and module (the JSON contract of DESIGN.md §3).
+//
+// Export states: NotInitialized (the partner was never reached), SteadyState
+// (nothing older than the sync interval is unacknowledged), NonSteadyState (older
+// changes wait, or an initial sync runs), ErrorState (the last attempt failed; the
+// reason is in last_error). FinalState is reserved for a read-only, fully drained
+// source (pool failover). Import states: NormalState, ErrorState.
+//
+// Thread-safety: free functions.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "backup/pairing.h"
+#include "common/error.h"
+#include "store/store.h"
+
+namespace tandem {
+
+Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std::chrono::milliseconds sync_interval,
+                                       int64_t now_ms);
+
+// `remote` is the partner's LocalBackupView, or why it could not be had.
+nlohmann::json CombineBackupViews(const Pairing& pairing, const nlohmann::json& local,
+                                  const Result<nlohmann::json>& remote, int64_t now_ms);
+
+}  // namespace tandem

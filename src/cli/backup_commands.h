@@ -1,0 +1,20 @@
+// The `tandem` commands of the Backup Service:
+//   tandem service start|stop backup --pool P     (Start-CsWindowsService LYNCBACKUP)
+//   tandem backup status --pool P [--json]        (Get-CsBackupServiceStatus)
+//   tandem backup sync --pool P [--module M] [--timeout S]  (Invoke-CsBackupServiceSync)
+//   tandem backup verify --pool P [--module M]
+// They call the /backup/* admin routes (backup/backup_service.h); any server
+// answers, forwarding to the named pool.
+//
+// Thread-safety: command setup and callbacks run on the CLI's one thread.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "cli/admin_target.h"
+
+namespace tandem {
+
+void AddBackupCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json);
+
+}  // namespace tandem
