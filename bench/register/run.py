@@ -7,6 +7,7 @@ Prints registrations per second for each and the ratio tandem/Kamailio, then
 tandemd's resident memory per registered user at 100,000 registrations.
 
   bench/register/run.py [--bin build/release/bin] [--calls 20000] [--users 10000] [--memory-users 100000]
+                        [--auth none|digest|both] [--memory-users 0 to skip the memory figure]
 
 Needs: sipp (sip-tester) and kamailio (scripts/install-deps.sh --bench).
 This is a benchmark, not a test: it prints figures and asserts nothing.
@@ -166,7 +167,8 @@ def main():
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "release", "bin"))
     parser.add_argument("--calls", type=int, default=20000, help="registrations per row")
     parser.add_argument("--users", type=int, default=10000, help="distinct users registering")
-    parser.add_argument("--memory-users", type=int, default=100000)
+    parser.add_argument("--memory-users", type=int, default=100000, help="0: skip the memory figure")
+    parser.add_argument("--auth", choices=("none", "digest", "both"), default="both", help="which rows to run")
     args = parser.parse_args()
     for tool in ("sipp", "kamailio", "taskset"):
         if not shutil.which(tool):
@@ -175,9 +177,15 @@ def main():
     print(f"REGISTER throughput, {args.calls} sipp calls per row; servers pinned to core {SERVER_CORE}, "
           f"sipp to core {CLIENT_CORE}.\n  auth none:   one call = REGISTER/200 for one of {args.users} users\n"
           f"  auth digest: one call = REGISTER/401/REGISTER/200 then the same with Expires: 0 (4 requests)")
+    if args.auth != "none":
+        print(f"  digest, both sides: MD5 qop=auth, each user looked up in an SQLite store of {args.users} users\n"
+              "    holding HA1 only, nonces expire after 300 s, nonce-count replay protection, stateful\n"
+              "    (tandem: its store and transactions; Kamailio: auth_db + db_sqlite, auth nonce_count=1,\n"
+              "    t_newtran; see bench/register/kamailio.cfg). tandem also offers SHA-256 and keeps\n"
+              "    completed UDP transactions for Timer J (32 s), Kamailio for its 5 s wait timer.")
     print(f"{'transport':<10}{'auth':<8}{'tandem calls/s':>16}{'kamailio calls/s':>18}{'ratio':>8}   failures t/k")
     try:
-        for authenticate in (False, True):
+        for authenticate in {"none": (False,), "digest": (True,), "both": (False, True)}[args.auth]:
             for transport in ("udp", "tcp"):
                 rates = {}
                 failures = {}
@@ -194,6 +202,8 @@ def main():
                       f"{rates['kamailio']:>18.0f}{ratio:>8.2f}   {failures['tandem']}/{failures['kamailio']}",
                       flush=True)
 
+        if args.memory_users <= 0:
+            return
         # Memory per registered user: resident size against registered contacts, both
         # measured once finished transactions expired (Timer J, 32 s over UDP) and the
         # server handed freed memory back, after a warm-up burst and after the full run.

@@ -19,4 +19,14 @@ Result<HttpResponse> CallAnyServerOf(const PoolSpec& pool, std::string_view meth
   return MakeError(ErrorCode::kUnavailable, fmt::format("pool {} is unreachable ({})", pool.fqdn, last_error));
 }
 
+Result<HttpResponse> ForwardToPool(const PoolSpec& pool, const HttpRequest& request, const HttpCallOptions& options) {
+  std::string target = request.path;
+  char separator = '?';
+  for (const auto& [key, value] : request.query) {
+    target += separator + UrlEncode(key) + "=" + UrlEncode(value);
+    separator = '&';
+  }
+  return CallAnyServerOf(pool, request.method, target, request.body, options);
+}
+
 }  // namespace tandem

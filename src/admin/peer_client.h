@@ -19,4 +19,8 @@ std::string AdminUrlOf(const ServerSpec& server, std::string_view path);
 Result<HttpResponse> CallAnyServerOf(const PoolSpec& pool, std::string_view method, std::string_view path,
                                      std::string_view body, const HttpCallOptions& options);
 
+// Sends `request` as it came (method, path, every query parameter, body) to the
+// servers of `pool` in turn: a server passing on work another pool owns.
+Result<HttpResponse> ForwardToPool(const PoolSpec& pool, const HttpRequest& request, const HttpCallOptions& options);
+
 }  // namespace tandem

@@ -45,7 +45,8 @@ std::expected<LinkSender, HttpResponse> BackupLinkServer::Authenticate(const Htt
                  reason);
     return std::unexpected(HttpResponse::Error(status, reason));
   };
-  auto pairing = PairingOf(replica_.Current().topology, local_pool_);
+  auto cms = replica_.Current();
+  auto pairing = PairingOf(cms.topology, local_pool_, cms.master_pool());
   if (!pairing) return refuse(409, pairing.error().message);
   if (sender.source_pool != pairing->partner->fqdn) {
     return refuse(403, fmt::format("pool {} is not the backup pool of {}", sender.source_pool, local_pool_));
@@ -103,6 +104,16 @@ nlohmann::json ProgressJson(const ImportProgress& progress) {
           {"snapshot_seq", progress.snapshot_seq}};
 }
 
+Result<ImportProgress> FindImportProgress(Store& store, std::string_view source_pool, std::string_view module) {
+  auto all = store.ListImportProgress();
+  if (!all) return std::unexpected(all.error());
+  ImportProgress found;
+  for (const ImportProgress& progress : *all) {
+    if (progress.source_pool == source_pool && progress.module == module) found = progress;
+  }
+  return found;
+}
+
 }  // namespace
 
 HttpResponse BackupLinkServer::ApplyBatch(const HttpRequest& request) {
@@ -111,6 +122,20 @@ HttpResponse BackupLinkServer::ApplyBatch(const HttpRequest& request) {
   if (!sender) return sender.error();
   auto changes = DecodeChanges(request.body, params["sha256"], kMaxBatchBytes);
   if (!changes) return Fail(*sender, 400, changes.error().message);
+  // The batch follows what the sender believes we applied. Less here means this
+  // copy was lost or restored from an older backup: the sender must start over with
+  // a snapshot rather than leave a hole.
+  auto before = FindImportProgress(store_, sender->source_pool, sender->module);
+  if (!before) return HttpResponse::Error(503, before.error().message);
+  int64_t after = std::atoll(params["after"].c_str());
+  if (before->applied_seq < after) {
+    spdlog::warn("backup: pool {} sent {} after sequence {}, but this pool applied only up to {}: asking for a "
+                 "snapshot",
+                 sender->source_pool, sender->module, after, before->applied_seq);
+    return HttpResponse::Error(409, fmt::format("pool {} has applied {} only up to sequence {}, not {}: a snapshot "
+                                                "is needed",
+                                                local_pool_, sender->module, before->applied_seq, after));
+  }
   auto progress = store_.ApplyChanges(sender->source_pool, sender->module, *changes);
   if (!progress) {
     return Fail(*sender, progress.error().code == ErrorCode::kInvalidArgument ? 400 : 503, progress.error().message);
@@ -135,19 +160,6 @@ HttpResponse BackupLinkServer::ApplySnapshot(const HttpRequest& request) {
   return HttpResponse::Json(200, ProgressJson(*progress).dump());
 }
 
-namespace {
-
-Result<ImportProgress> FindImportProgress(Store& store, std::string_view source_pool, std::string_view module) {
-  auto all = store.ListImportProgress();
-  if (!all) return std::unexpected(all.error());
-  ImportProgress found;
-  for (const ImportProgress& progress : *all) {
-    if (progress.source_pool == source_pool && progress.module == module) found = progress;
-  }
-  return found;
-}
-
-}  // namespace
 
 HttpResponse BackupLinkServer::Progress(const HttpRequest& request) {
   BatchParams params(request.query.begin(), request.query.end());

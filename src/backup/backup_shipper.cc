@@ -90,7 +90,8 @@ bool BackupShipper::HoldLease() {
 }
 
 Status BackupShipper::ShipOnce() {
-  auto pairing = PairingOf(replica_.Current().topology, options_.pool);
+  auto cms = replica_.Current();
+  auto pairing = PairingOf(cms.topology, options_.pool, cms.master_pool());
   if (!pairing) return OkStatus();  // not paired: nothing to ship
   if (!HoldLease()) {
     cursors_.clear();  // whoever ships next asks the partner where to resume
@@ -148,7 +149,15 @@ void BackupShipper::RecordError(const std::string& partner, const std::string& m
 Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secret, const std::string& module) {
   const std::string& partner = pairing.partner->fqdn;
   auto cursor = cursors_.find(module);
+  // Ask again now and then even while all goes well: a partner whose copy was lost
+  // or restored says so only when asked, and an idle module sends no batch to find out.
+  int64_t now = ToUnixMillis(clock_.Now());
+  if (cursor != cursors_.end() && now - handshake_at_ms_[module] >= options_.handshake_interval.count()) {
+    cursors_.erase(cursor);
+    cursor = cursors_.end();
+  }
   if (cursor == cursors_.end()) {
+    handshake_at_ms_[module] = now;
     // Where to resume: what the partner says it applied, in its own store.
     auto progress = CallPartner(pairing, secret, "GET", "/backup/import", {{"module", module}}, "", options_.peer_timeout);
     if (!progress) return std::unexpected(progress.error());
@@ -237,7 +246,8 @@ Status BackupShipper::SendBatches(const Pairing& pairing, const std::string& sec
     changes->resize(count);
     EncodedBody body = EncodeChanges(*changes);
     auto applied = CallPartner(pairing, secret, "POST", "/backup/apply",
-                               {{"module", module}, {"sha256", body.sha256}}, body.compressed, options_.peer_timeout);
+                               {{"module", module}, {"after", std::to_string(cursor)}, {"sha256", body.sha256}},
+                               body.compressed, options_.peer_timeout);
     if (!applied) return std::unexpected(applied.error());
     int64_t applied_seq = applied->value("applied_seq", int64_t{0});
     if (applied_seq < changes->back().seq) {

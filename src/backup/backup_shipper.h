@@ -38,6 +38,7 @@ struct ShipperOptions {
   std::chrono::milliseconds lease_expiry{3000};
   std::chrono::milliseconds peer_timeout{5000};
   std::chrono::milliseconds max_retry_delay{2000};
+  std::chrono::milliseconds handshake_interval{5000};  // how often to re-ask the partner where it stands
   int batch_records = 2000;
   size_t batch_bytes = size_t{4} << 20;  // payload bytes; a single larger record goes alone
   int snapshot_chunk_rows = 5000;
@@ -92,6 +93,7 @@ class BackupShipper {
   int64_t lease_until_ms_ = 0;
   int64_t lag_updated_ms_ = 0;
   std::map<std::string, int64_t> cursors_;                // module -> what the partner has applied
+  std::map<std::string, int64_t> handshake_at_ms_;        // module -> when the partner was last asked
   std::map<std::string, std::string> recorded_errors_;    // module -> error as last written to the store
   std::thread thread_;
 };

@@ -91,13 +91,25 @@ Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std
 namespace {
 
 nlohmann::json ModuleEntry(const std::string& module, const nlohmann::json& exported, const nlohmann::json& imported) {
+  // What the target says it applied is the truth; the source's acknowledged
+  // sequence stands in when the target cannot be asked.
+  nlohmann::json applied = imported.contains("applied_seq") ? imported["applied_seq"]
+                                                            : exported.value("applied_seq", nlohmann::json(0));
+  std::string export_state = exported.value("export_state", "ErrorState");
+  std::string error = exported.value("last_error", "");
+  if (export_state == "SteadyState" && applied.is_number() && exported.contains("applied_seq") &&
+      applied.get<int64_t>() < exported["applied_seq"].get<int64_t>()) {
+    // The target lost part of what it acknowledged (restored from an older backup):
+    // the shipper sends a snapshot at its next check.
+    export_state = "NonSteadyState";
+    error = "the copy holds less than it acknowledged; a snapshot is being sent";
+  }
   nlohmann::json entry{{"module", module},
-                       {"export_state", exported.value("export_state", "ErrorState")},
+                       {"export_state", export_state},
                        {"import_state", imported.value("import_state", "ErrorState")},
                        {"source_seq", exported.value("source_seq", nlohmann::json())},
-                       {"applied_seq", exported.value("applied_seq", imported.value("applied_seq", int64_t{0}))},
+                       {"applied_seq", applied},
                        {"lag_seconds", exported.value("lag_seconds", nlohmann::json())}};
-  std::string error = exported.value("last_error", "");
   if (error.empty()) error = imported.value("last_error", "");
   if (!error.empty()) entry["last_error"] = error;
   if (exported.contains("initial_sync_rows_sent")) entry["initial_sync_rows_sent"] = exported["initial_sync_rows_sent"];

@@ -9,7 +9,8 @@
 
 namespace tandem {
 
-Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_view pool) {
+Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_view pool,
+                          std::string_view cms_master_pool) {
   Pairing pairing;
   pairing.topology = std::move(topology);
   pairing.local = pairing.topology->FindPool(pool);
@@ -26,8 +27,8 @@ Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_
     modules->emplace_back(kConferenceModule);
   }
   // The CMS flows from its master pool to the standby (the master's backup pool).
-  if (pairing.topology->cms_master_pool == pairing.local->fqdn) pairing.export_modules.emplace_back(kCmsModule);
-  if (pairing.topology->cms_master_pool == pairing.partner->fqdn) pairing.import_modules.emplace_back(kCmsModule);
+  if (cms_master_pool == pairing.local->fqdn) pairing.export_modules.emplace_back(kCmsModule);
+  if (cms_master_pool == pairing.partner->fqdn) pairing.import_modules.emplace_back(kCmsModule);
   return pairing;
 }
 

@@ -28,9 +28,12 @@ struct Pairing {
   std::vector<std::string> import_modules;  // what it accepts from the partner
 };
 
-// The pairing of `pool` in `topology`; kFailedPrecondition when the pool has no
-// backup pool, kNotFound when the topology has no such pool.
-Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_view pool);
+// The pairing of `pool` in `topology`, with the CMS flowing from `cms_master_pool`,
+// the effective master (the CMS document's, CmsReplica::Snapshot::master_pool(): it
+// moves with a CMS failover); kFailedPrecondition when the pool has no backup pool,
+// kNotFound when the topology has no such pool.
+Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_view pool,
+                          std::string_view cms_master_pool);
 
 // Where the secret of the pairing of `pool_a` and `pool_b` lives under a data
 // directory (the same file whichever pool asks).

@@ -48,10 +48,10 @@ void PrintStatus(const json& status) {
   }
 }
 
-// Waits until the partner applied every module up to its target, showing progress
-// on a terminal. Fails with the reason the status gives when time runs out.
-void WaitForSync(const ConnectionOptions& connection, const std::string& pool, const json& targets, int timeout_seconds,
-                 bool as_json) {
+}  // namespace
+
+double WaitForSync(const ConnectionOptions& connection, const std::string& pool, const json& targets,
+                   int timeout_seconds, bool as_json) {
   const bool terminal = !as_json && ::isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
   auto deadline = started + std::chrono::seconds(timeout_seconds);
@@ -84,15 +84,10 @@ void WaitForSync(const ConnectionOptions& connection, const std::string& pool, c
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (terminal) std::fprintf(stderr, "\n");
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (as_json) {
-    std::printf("%s\n", json{{"pool", pool}, {"synced", targets}, {"seconds", seconds}}.dump(2).c_str());
-  } else {
-    std::printf("Synced pool %s to its backup pool in %.2f s:", pool.c_str(), seconds);
-    for (const auto& [module, seq] : targets.items()) std::printf(" %s up to %s", module.c_str(), seq.dump().c_str());
-    std::printf("\n");
-  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
+
+namespace {
 
 void PrintVerify(const json& answer) {
   for (const json& result : answer["results"]) {
@@ -156,7 +151,16 @@ void AddBackupCommands(CLI::App& app, ConnectionOptions& connection, bool& as_js
   sync->callback([&connection, &as_json] {
     json answer = CallJson(connection, "POST",
                            fmt::format("/backup/sync?{}&module={}", PoolQuery(sync_pool), UrlEncode(sync_module)));
-    WaitForSync(connection, sync_pool, answer["targets"], sync_timeout, as_json);
+    double seconds = WaitForSync(connection, sync_pool, answer["targets"], sync_timeout, as_json);
+    if (as_json) {
+      std::printf("%s\n", json{{"pool", sync_pool}, {"synced", answer["targets"]}, {"seconds", seconds}}.dump(2).c_str());
+    } else {
+      std::printf("Synced pool %s to its backup pool in %.2f s:", sync_pool.c_str(), seconds);
+      for (const auto& [module, seq] : answer["targets"].items()) {
+        std::printf(" %s up to %s", module.c_str(), seq.dump().c_str());
+      }
+      std::printf("\n");
+    }
   });
 
   auto* verify = backup->add_subcommand("verify", "compare the pool's data with its copy on the paired pool");

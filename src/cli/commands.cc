@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -8,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/admin_target.h"
@@ -97,7 +99,10 @@ void AddTopologyCommands(CLI::App& app, ConnectionOptions& connection, bool& as_
     const Topology& t = *parsed.topology;
     std::printf("CMS version %lld, published %s from %s\n", static_cast<long long>(document->version),
                 FormatTime(document->published_at_ms).c_str(), document->topology_file.c_str());
-    std::printf("SIP domain %s; CMS master pool %s\n\n", t.sip_domain.c_str(), t.cms_master_pool.c_str());
+    // The document's master moves with a CMS failover; the topology names the first one.
+    const std::string& master = document->master_pool.empty() ? t.cms_master_pool : document->master_pool;
+    std::printf("SIP domain %s; CMS master pool %s (epoch %lld)\n\n", t.sip_domain.c_str(), master.c_str(),
+                static_cast<long long>(document->master_epoch));
     for (const PoolSpec& pool : t.pools) {
       std::printf("pool %s (site %s, %s, %s back-end%s)\n", pool.fqdn.c_str(), pool.site.c_str(),
                   std::string(EditionName(pool.edition)).c_str(), std::string(BackendTypeName(pool.backend.type)).c_str(),
@@ -110,30 +115,154 @@ void AddTopologyCommands(CLI::App& app, ConnectionOptions& connection, bool& as_
   });
 }
 
+void PrintCmsStatus(const json& answer) {
+  std::string master_version = answer["master_version"].is_null() ? "unknown" : answer["master_version"].dump();
+  std::printf("CMS master pool %s (epoch %s): %s, version %s\n", answer["master_pool"].get<std::string>().c_str(),
+              answer["master_epoch"].dump().c_str(),
+              answer["master_reachable"].get<bool>() ? "reachable" : "UNREACHABLE", master_version.c_str());
+  if (answer.contains("master_error")) std::printf("  (%s)\n", answer["master_error"].get<std::string>().c_str());
+  std::printf("CMS standby pool: %s\n",
+              answer["standby_pool"].is_null() ? "none (no backup pool)" : answer["standby_pool"].get<std::string>().c_str());
+  std::printf("\n%-10s %-24s %-9s %-6s %-24s %s\n", "SERVER", "POOL", "REPLICA", "EPOCH", "SEES MASTER", "STATE");
+  for (const json& server : answer["servers"]) {
+    auto text = [](const json& value) { return value.is_null() ? std::string("-") : value.is_string() ? value.get<std::string>() : value.dump(); };
+    std::string state = !server["reachable"].get<bool>() ? "unreachable"
+                        : server["up_to_date"].is_null() ? "unknown (master unreachable)"
+                        : server["up_to_date"].get<bool>() ? "up to date"
+                                                           : "behind";
+    if (server.contains("read_only_for_failover_to")) {
+      state += ", read-only (CMS failed over to " + server["read_only_for_failover_to"].get<std::string>() + ")";
+    }
+    std::printf("%-10s %-24s %-9s %-6s %-24s %s\n", server["id"].get<std::string>().c_str(),
+                server["pool"].get<std::string>().c_str(), text(server["replica_version"]).c_str(),
+                text(server["replica_epoch"]).c_str(), text(server["sees_master"]).c_str(), state.c_str());
+  }
+  for (const json& pool : answer.value("divergent", json::array())) {
+    std::printf("\nDIVERGENT versions kept apart in pool %s (published there after the failover point; never on the "
+                "new master, not merged):\n", pool["pool"].get<std::string>().c_str());
+    for (const json& version : pool["versions"]) {
+      std::printf("  version %s epoch %s, published %s from %s (superseded by epoch %s)\n",
+                  version["version"].dump().c_str(), version["master_epoch"].dump().c_str(),
+                  FormatTime(version.value("published_at_ms", int64_t{0})).c_str(),
+                  version.value("topology_file", std::string()).c_str(), version["superseded_by_epoch"].dump().c_str());
+    }
+  }
+}
+
+// One step of `cms failover`, for the step-by-step report.
+void AddStep(json& steps, bool as_json, const std::string& what, double seconds) {
+  steps.push_back({{"step", what}, {"seconds", seconds}});
+  if (!as_json) std::printf("  %-60s %7.3f s\n", what.c_str(), seconds);
+}
+
+// `tandem cms failover [--force]`: check, [read-only, final sync,] promote + push.
+void RunCmsFailover(const ConnectionOptions& connection, bool force, int timeout_seconds, bool as_json) {
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  auto started = Clock::now();
+  json steps = json::array();
+  auto step_start = Clock::now();
+  json plan = CallJson(connection, "GET", fmt::format("/cms/failover/plan?force={}", force ? 1 : 0));
+  std::string master = plan["master_pool"].get<std::string>();
+  std::string standby = plan["standby_pool"].get<std::string>();
+  if (!as_json) {
+    std::printf("CMS failover (%s) from %s to %s:\n", force ? "forced" : "planned", master.c_str(), standby.c_str());
+  }
+  AddStep(steps, as_json, fmt::format("checked: {} {}, standby {} reachable", master,
+                                      force ? "unreachable" : "reachable", standby),
+          since(step_start));
+  json promoted;
+  if (!force) {
+    step_start = Clock::now();
+    json read_only = CallJson(connection, "POST",
+                              fmt::format("/cms/failover/readonly?pool={}&action=set&standby={}", UrlEncode(master),
+                                          UrlEncode(standby)));
+    const json& head = read_only["head"];
+    AddStep(steps, as_json, fmt::format("{} read-only for the CMS at version {}", master, head["version"].dump()),
+            since(step_start));
+    try {
+      step_start = Clock::now();
+      json sync = CallJson(connection, "POST", fmt::format("/backup/sync?pool={}&module=cms", UrlEncode(master)));
+      WaitForSync(connection, master, sync["targets"], timeout_seconds, as_json);
+      AddStep(steps, as_json, fmt::format("final sync: {} holds version {}", standby, head["version"].dump()),
+              since(step_start));
+      step_start = Clock::now();
+      promoted = CallJson(connection, "POST",
+                          fmt::format("/cms/failover/promote?pool={}&mode=planned&expect_version={}&expect_epoch={}",
+                                      UrlEncode(standby), head["version"].dump(), head["master_epoch"].dump()));
+    } catch (const CommandFailure& failure) {
+      // Nothing was promoted: the master takes publishes again.
+      auto target = ResolveAdminTarget(connection);
+      if (target) {
+        (void)CallAdmin(*target, "POST", fmt::format("/cms/failover/readonly?pool={}&action=clear", UrlEncode(master)));
+      }
+      Fail(fmt::format("CMS failover to {} failed: {}; {} was made writable again and remains the CMS master",
+                       standby, failure.message, master));
+    }
+  } else {
+    step_start = Clock::now();
+    promoted = CallJson(connection, "POST", fmt::format("/cms/failover/promote?pool={}&mode=forced", UrlEncode(standby)));
+  }
+  const json& from = promoted["from"];
+  AddStep(steps, as_json, fmt::format("promoted {}: version {} epoch {}", standby, promoted["promoted"]["version"].dump(),
+                                      promoted["promoted"]["master_epoch"].dump()),
+          promoted["promote_ms"].get<double>() / 1000.0);
+  int reached = 0;
+  std::vector<std::string> missed;
+  for (const json& push : promoted["pushed"]) {
+    if (push["ok"].get<bool>()) ++reached;
+    else missed.push_back(push["server"].get<std::string>());
+  }
+  AddStep(steps, as_json, fmt::format("pushed to {} of {} other servers", reached, promoted["pushed"].size()),
+          promoted["push_ms"].get<double>() / 1000.0);
+  double total = since(started);
+  if (as_json) {
+    std::printf("%s\n", json{{"mode", force ? "forced" : "planned"},
+                             {"old_master", master},
+                             {"new_master", standby},
+                             {"promoted", promoted["promoted"]},
+                             {"promoted_from", from},
+                             {"pushed", promoted["pushed"]},
+                             {"steps", steps},
+                             {"seconds", total}}
+                             .dump(2)
+                             .c_str());
+    return;
+  }
+  std::printf("Pool %s is the CMS master (epoch %s) in %.2f s.\n", standby.c_str(),
+              promoted["promoted"]["master_epoch"].dump().c_str(), total);
+  if (force) {
+    std::printf("Promoted from version %s (epoch %s), published %s. Versions published on %s after it, if any, are "
+                "not included: when %s comes back it steps down and keeps them apart as divergent (`tandem cms "
+                "status`).\n",
+                from["version"].dump().c_str(), from["master_epoch"].dump().c_str(),
+                FormatTime(from["published_at_ms"].get<int64_t>()).c_str(), master.c_str(), master.c_str());
+  }
+  if (!missed.empty()) {
+    std::printf("Not reached by the push (they find the new master within a poll): %s\n",
+                fmt::format("{}", fmt::join(missed, ", ")).c_str());
+  }
+}
+
 void AddCmsCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
   auto* cms = app.add_subcommand("cms", "Central Management Store")->require_subcommand(1);
-  auto* status = cms->add_subcommand("status", "master pool, current version, and every server's replica");
+  auto* status = cms->add_subcommand("status", "master pool, epoch, every server's replica, divergent versions");
   status->callback([&connection, &as_json] {
     json answer = CallJson(connection, "GET", "/cms/status");
     if (as_json) {
       std::printf("%s\n", answer.dump(2).c_str());
       return;
     }
-    std::string master_version = answer["master_version"].is_null() ? "unknown" : answer["master_version"].dump();
-    std::printf("CMS master pool %s: %s, version %s\n", answer["master_pool"].get<std::string>().c_str(),
-                answer["master_reachable"].get<bool>() ? "reachable" : "UNREACHABLE", master_version.c_str());
-    if (answer.contains("master_error")) std::printf("  (%s)\n", answer["master_error"].get<std::string>().c_str());
-    std::printf("\n%-10s %-24s %-9s %s\n", "SERVER", "POOL", "REPLICA", "STATE");
-    for (const json& server : answer["servers"]) {
-      std::string replica = server["replica_version"].is_null() ? "-" : server["replica_version"].dump();
-      std::string state = !server["reachable"].get<bool>() ? "unreachable"
-                          : server["up_to_date"].is_null() ? "unknown (master unreachable)"
-                          : server["up_to_date"].get<bool>() ? "up to date"
-                                                             : "behind";
-      std::printf("%-10s %-24s %-9s %s\n", server["id"].get<std::string>().c_str(),
-                  server["pool"].get<std::string>().c_str(), replica.c_str(), state.c_str());
-    }
+    PrintCmsStatus(answer);
   });
+
+  auto* failover = cms->add_subcommand(
+      "failover", "promote the CMS standby (the master's backup pool) to master (Invoke-CsManagementServerFailover)");
+  static bool force = false;
+  static int timeout_seconds = 60;
+  failover->add_flag("--force", force, "the master pool is unreachable: promote the standby with what it has");
+  failover->add_option("--timeout", timeout_seconds, "seconds to wait for the final sync (default 60)");
+  failover->callback([&connection, &as_json] { RunCmsFailover(connection, force, timeout_seconds, as_json); });
 }
 
 std::string TrimLineEnd(std::string text) {

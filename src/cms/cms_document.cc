@@ -1,16 +1,23 @@
 #include "cms/cms_document.h"
 
-#include <chrono>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 namespace tandem {
 
+bool CmsDocument::IsNewerThan(int64_t epoch, int64_t other_version) const {
+  return std::tie(master_epoch, version) > std::tie(epoch, other_version);
+}
+
 std::string CmsDocument::ToJson() const {
   return nlohmann::json{{"version", version},
                         {"published_at_ms", published_at_ms},
                         {"topology_file", topology_file},
-                        {"topology_toml", topology_toml}}
+                        {"topology_toml", topology_toml},
+                        {"master_pool", master_pool},
+                        {"master_epoch", master_epoch},
+                        {"epoch_start_version", epoch_start_version}}
       .dump();
 }
 
@@ -19,18 +26,27 @@ Result<CmsDocument> CmsDocument::FromJson(std::string_view json) {
   if (parsed.is_discarded() || !parsed.is_object()) {
     return MakeError(ErrorCode::kCorruption, "CMS document is not a JSON object");
   }
-  auto field = [&](const char* key, auto& out, bool (nlohmann::json::*check)() const noexcept) -> bool {
+  // 1: read, 0: absent, -1: present with the wrong type.
+  auto field = [&](const char* key, auto& out, bool (nlohmann::json::*check)() const noexcept) -> int {
     auto it = parsed.find(key);
-    if (it == parsed.end() || !((*it).*check)()) return false;
+    if (it == parsed.end()) return 0;
+    if (!((*it).*check)()) return -1;
     it->get_to(out);
-    return true;
+    return 1;
   };
   CmsDocument document;
-  if (!field("version", document.version, &nlohmann::json::is_number_integer) ||
-      !field("published_at_ms", document.published_at_ms, &nlohmann::json::is_number_integer) ||
-      !field("topology_file", document.topology_file, &nlohmann::json::is_string) ||
-      !field("topology_toml", document.topology_toml, &nlohmann::json::is_string)) {
+  if (field("version", document.version, &nlohmann::json::is_number_integer) != 1 ||
+      field("published_at_ms", document.published_at_ms, &nlohmann::json::is_number_integer) != 1 ||
+      field("topology_file", document.topology_file, &nlohmann::json::is_string) != 1 ||
+      field("topology_toml", document.topology_toml, &nlohmann::json::is_string) != 1) {
     return MakeError(ErrorCode::kCorruption, "CMS document lacks version, published_at_ms, topology_file or topology_toml");
+  }
+  if (field("master_pool", document.master_pool, &nlohmann::json::is_string) < 0 ||
+      field("master_epoch", document.master_epoch, &nlohmann::json::is_number_integer) < 0 ||
+      field("epoch_start_version", document.epoch_start_version, &nlohmann::json::is_number_integer) < 0 ||
+      document.master_epoch < 1) {
+    return MakeError(ErrorCode::kCorruption, "CMS document has a malformed master_pool, master_epoch or "
+                                             "epoch_start_version");
   }
   return document;
 }

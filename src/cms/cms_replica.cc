@@ -16,6 +16,13 @@ Result<std::shared_ptr<const Topology>> CmsReplica::ParseDocumentTopology(const 
   return std::make_shared<const Topology>(std::move(*parsed.topology));
 }
 
+Result<CmsReplica::Snapshot> CmsReplica::MakeSnapshot(CmsDocument document) {
+  auto topology = ParseDocumentTopology(document);
+  if (!topology) return std::unexpected(topology.error());
+  if (document.master_pool.empty()) document.master_pool = (*topology)->cms_master_pool;
+  return Snapshot{std::make_shared<const CmsDocument>(std::move(document)), std::move(*topology)};
+}
+
 Result<std::unique_ptr<CmsReplica>> CmsReplica::Open(std::string path, CmsDocument bootstrap) {
   CmsDocument chosen = std::move(bootstrap);
   auto stored = ReadFile(path);
@@ -26,14 +33,13 @@ Result<std::unique_ptr<CmsReplica>> CmsReplica::Open(std::string path, CmsDocume
                        fmt::format("CMS replica {} is corrupt ({}); move it away to start from the topology file",
                                    path, document.error().message));
     }
-    if (document->version >= chosen.version) chosen = std::move(*document);
+    if (!chosen.IsNewerThan(*document)) chosen = std::move(*document);
   } else if (stored.error().code != ErrorCode::kNotFound) {
     return std::unexpected(stored.error());
   }
-  auto topology = ParseDocumentTopology(chosen);
-  if (!topology) return std::unexpected(topology.error());
-  Snapshot snapshot{std::make_shared<const CmsDocument>(std::move(chosen)), std::move(*topology)};
-  return std::unique_ptr<CmsReplica>(new CmsReplica(std::move(path), std::move(snapshot)));
+  auto snapshot = MakeSnapshot(std::move(chosen));
+  if (!snapshot) return std::unexpected(snapshot.error());
+  return std::unique_ptr<CmsReplica>(new CmsReplica(std::move(path), std::move(*snapshot)));
 }
 
 CmsReplica::Snapshot CmsReplica::Current() const {
@@ -44,16 +50,22 @@ CmsReplica::Snapshot CmsReplica::Current() const {
 Result<bool> CmsReplica::Install(CmsDocument document) {
   {
     std::lock_guard lock(mu_);
-    if (document.version <= snapshot_.document->version) return false;
+    if (!document.IsNewerThan(*snapshot_.document)) return false;
   }
-  auto topology = ParseDocumentTopology(document);
-  if (!topology) return std::unexpected(topology.error());
+  auto snapshot = MakeSnapshot(std::move(document));
+  if (!snapshot) return std::unexpected(snapshot.error());
   // Persist before exposing: after a crash the server restarts from what it served.
   std::lock_guard lock(mu_);
-  if (document.version <= snapshot_.document->version) return false;  // a concurrent install won
-  if (auto written = WriteFileAtomically(path_, document.ToJson()); !written) return std::unexpected(written.error());
-  snapshot_ = Snapshot{std::make_shared<const CmsDocument>(std::move(document)), std::move(*topology)};
+  if (!snapshot->document->IsNewerThan(*snapshot_.document)) return false;  // a concurrent install won
+  if (auto written = WriteFileAtomically(path_, snapshot->document->ToJson()); !written) {
+    return std::unexpected(written.error());
+  }
+  snapshot_ = std::move(*snapshot);
   return true;
+}
+
+bool IsCmsMasterPool(const CmsReplica::Snapshot& snapshot, std::string_view pool) {
+  return snapshot.master_pool() == pool;
 }
 
 }  // namespace tandem

@@ -19,8 +19,12 @@ namespace tandem {
 class CmsReplica {
  public:
   struct Snapshot {
-    std::shared_ptr<const CmsDocument> document;
+    std::shared_ptr<const CmsDocument> document;  // master_pool always filled in
     std::shared_ptr<const Topology> topology;
+
+    // The effective CMS master pool: the document's, not the topology's [cms]
+    // master_pool, which only names the first master.
+    const std::string& master_pool() const { return document->master_pool; }
   };
 
   // Loads the replica file at `path` when it exists and is newer than `bootstrap`;
@@ -30,12 +34,16 @@ class CmsReplica {
 
   Snapshot Current() const;
 
-  // Installs `document` if it is newer than the current one and its topology is
-  // valid; persists it first. Returns true if installed, false if not newer.
+  // Installs `document` if it is newer in (master_epoch, version) order than the
+  // current one and its topology is valid; persists it first. Returns true if
+  // installed, false if not newer.
   Result<bool> Install(CmsDocument document);
 
   // Parses a document's topology; an invalid one is kCorruption with the diagnostics.
   static Result<std::shared_ptr<const Topology>> ParseDocumentTopology(const CmsDocument& document);
+  // The snapshot of `document`: its topology parsed, and a missing master_pool (a
+  // document older than CMS failover) filled in from the topology.
+  static Result<Snapshot> MakeSnapshot(CmsDocument document);
 
  private:
   CmsReplica(std::string path, Snapshot snapshot) : path_(std::move(path)), snapshot_(std::move(snapshot)) {}
@@ -44,5 +52,9 @@ class CmsReplica {
   mutable std::mutex mu_;
   Snapshot snapshot_;  // guarded by mu_
 };
+
+// Whether `pool` is the effective CMS master in `snapshot` (what `pool failover
+// --disaster` must refuse for: fail the CMS over first).
+bool IsCmsMasterPool(const CmsReplica::Snapshot& snapshot, std::string_view pool);
 
 }  // namespace tandem

@@ -175,6 +175,7 @@ void PoolSoftState::Queue(SoftStateWrite write) {
   std::string id = write.row.kind + " " + write.row.key;
   std::lock_guard lock(mu_);
   pending_.insert_or_assign(std::move(id), std::move(write));
+  queued_rows_->Set(static_cast<double>(pending_.size() + in_flight_));
   if (pending_.size() >= options_.max_batch_rows) wake_.notify_all();
 }
 
@@ -184,26 +185,31 @@ Status PoolSoftState::Flush() {
     std::vector<std::pair<std::string, SoftStateWrite>> batch;
     {
       std::lock_guard lock(mu_);
-      queued_rows_->Set(static_cast<double>(pending_.size()));
       if (pending_.empty()) return OkStatus();
       batch.reserve(std::min(pending_.size(), options_.max_batch_rows));
       for (auto it = pending_.begin(); it != pending_.end() && batch.size() < options_.max_batch_rows;) {
         batch.emplace_back(it->first, std::move(it->second));
         it = pending_.erase(it);
       }
+      in_flight_ = batch.size();
     }
     std::vector<SoftStateWrite> writes;
     writes.reserve(batch.size());
     for (auto& [id, write] : batch) writes.push_back(write);
-    if (auto written = store_.WriteSoftState(writes); !written) {
+    auto written = store_.WriteSoftState(writes);
+    std::lock_guard lock(mu_);
+    in_flight_ = 0;
+    if (!written) {
       write_failures_->Increment();
       // Put the batch back unless a newer state of the same row was queued meanwhile.
-      std::lock_guard lock(mu_);
       for (auto& [id, write] : batch) pending_.try_emplace(std::move(id), std::move(write));
-      return written;
+    } else {
+      batches_written_->Increment();
+      rows_written_->Increment(writes.size());
     }
-    batches_written_->Increment();
-    rows_written_->Increment(writes.size());
+    // Queued or being written: 0 means everything so far is in the store.
+    queued_rows_->Set(static_cast<double>(pending_.size()));
+    if (!written) return written;
   }
 }
 
@@ -295,7 +301,7 @@ Status PoolSoftState::LoadGroups(const std::vector<int>& groups) {
 
 json PoolSoftState::StatusJson() const {
   std::lock_guard lock(mu_);
-  return {{"queued_rows", pending_.size()}};
+  return {{"queued_rows", pending_.size() + in_flight_}};
 }
 
 }  // namespace tandem

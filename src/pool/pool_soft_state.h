@@ -78,7 +78,7 @@ class PoolSoftState {
   Counter* batches_written_;
   Counter* write_failures_;
   Counter* rows_loaded_;
-  Gauge* queued_rows_;
+  Gauge* queued_rows_;  // queued or being written: 0 once everything is in the store
 
   std::mutex flush_mu_;  // one batch at a time, in order (Loop and Flush)
   mutable std::mutex mu_;
@@ -86,6 +86,7 @@ class PoolSoftState {
   // Coalesced by "<kind> <key>": only the newest state of a row is written.
   std::unordered_map<std::string, SoftStateWrite> pending_;  // guarded by mu_
   bool stopping_ = false;                                     // guarded by mu_
+  size_t in_flight_ = 0;                                      // guarded by mu_: rows being written
   std::atomic<bool> cleans_expired_{false};  // this server owns routing group 0
   std::thread thread_;
 };

@@ -475,6 +475,7 @@ class PostgresStore final : public Store {
   Result<int> SchemaVersion() override;
   Result<std::optional<CmsVersionRecord>> LatestCmsVersion() override;
   Status AppendCmsVersion(const CmsVersionRecord& record, int64_t expected_previous) override;
+  Status RemoveCmsVersions(const std::vector<CmsVersionRecord>& versions) override;
   Status AddUsers(const std::vector<UserRecord>& users) override;
   Status RemoveUser(const std::string& uri) override;
   Result<std::optional<UserRecord>> FindUser(const std::string& username, const std::string& domain) override;
@@ -737,6 +738,26 @@ Status PostgresStore::AppendCmsVersion(const CmsVersionRecord& record, int64_t e
     return tx.Run("writing a CMS version",
                   "INSERT INTO cms_versions(version, published_at_ms, document) VALUES ($1, $2, $3)",
                   Params(record.version, record.published_at_ms, record.document));
+  });
+}
+
+Status PostgresStore::RemoveCmsVersions(const std::vector<CmsVersionRecord>& versions) {
+  return Transact("removing CMS versions", TxMode::kWrite, [&](Tx& tx) -> Status {
+    for (const CmsVersionRecord& record : versions) {
+      if (auto s = tx.Run("removing a CMS version",
+                          "DELETE FROM cms_versions WHERE version = $1 AND published_at_ms = $2 AND document = $3",
+                          Params(record.version, record.published_at_ms, record.document));
+          !s) {
+        return s;
+      }
+      if (auto s = tx.Run("removing a CMS version's change record",
+                          "DELETE FROM change_log WHERE module = 'cms' AND key = $1 AND payload = $2",
+                          Params(CmsVersionChangeKey(record.version), CmsVersionPayloadJson(record)));
+          !s) {
+        return s;
+      }
+    }
+    return OkStatus();
   });
 }
 

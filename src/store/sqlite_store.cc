@@ -1381,6 +1381,22 @@ Status SqliteStore::ReleaseNamedLease(std::string_view name, std::string_view ho
   return OkStatus();
 }
 
+Status SqliteStore::RemoveCmsVersions(const std::vector<CmsVersionRecord>& versions) {
+  std::lock_guard lock(mu_);
+  if (auto s = Exec("BEGIN IMMEDIATE"); !s) return s;
+  for (const CmsVersionRecord& record : versions) {
+    if (ExecuteOnce(db_, "DELETE FROM cms_versions WHERE version = ? AND published_at_ms = ? AND document = ?",
+                    record.version, record.published_at_ms, record.document) != SQLITE_DONE ||
+        ExecuteOnce(db_, "DELETE FROM change_log WHERE module = 'cms' AND key = ? AND payload = ?",
+                    CmsVersionChangeKey(record.version), CmsVersionPayloadJson(record)) != SQLITE_DONE) {
+      Error error = SqliteError("removing CMS versions");
+      Exec("ROLLBACK");
+      return std::unexpected(std::move(error));
+    }
+  }
+  return Exec("COMMIT");
+}
+
 Status SqliteStore::SetSetting(std::string_view key, std::string_view value) {
   std::lock_guard lock(mu_);
   if (ExecuteOnce(db_, "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", key, value) != SQLITE_DONE) {

@@ -29,6 +29,7 @@ class SqliteStore final : public Store {
   Result<int> SchemaVersion() override;
   Result<std::optional<CmsVersionRecord>> LatestCmsVersion() override;
   Status AppendCmsVersion(const CmsVersionRecord& record, int64_t expected_previous) override;
+  Status RemoveCmsVersions(const std::vector<CmsVersionRecord>& versions) override;
   Status AddUsers(const std::vector<UserRecord>& users) override;
   Status RemoveUser(const std::string& uri) override;
   Result<std::optional<UserRecord>> FindUser(const std::string& username, const std::string& domain) override;

@@ -325,6 +325,11 @@ class Store {
   // Stores `record` as the next version if and only if the newest stored version is
   // `expected_previous` (0 = none). kAlreadyExists if another writer got there first.
   virtual Status AppendCmsVersion(const CmsVersionRecord& record, int64_t expected_previous) = 0;
+  // Removes, in one transaction, each of `versions` that is stored with exactly that
+  // published_at_ms and document, with its own change-log record: a stale CMS master
+  // setting aside versions the new master never got (its caller keeps them apart
+  // first). A version stored with another document (the new master's) is left alone.
+  virtual Status RemoveCmsVersions(const std::vector<CmsVersionRecord>& versions) = 0;
 
   // Adds every user or none (one transaction, one change-log entry each).
   // kAlreadyExists names the first URI already provisioned.

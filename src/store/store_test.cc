@@ -399,6 +399,39 @@ TEST_P(StoreTest, CmsVersionsAppendInOrder) {
   EXPECT_EQ((*latest)->document, "{\"v\":2}");
 }
 
+TEST_P(StoreTest, RemoveCmsVersionsTakesOnlyTheExactDocumentsAndTheirChangeRecords) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->AppendCmsVersion({1, 1000, "one"}, 0));
+  ASSERT_TRUE(store->AppendCmsVersion({2, 2000, "two"}, 1));
+  ASSERT_TRUE(store->AppendCmsVersion({3, 3000, "three"}, 2));
+  // Version 3 is named with another document (the new master's): it stays.
+  ASSERT_TRUE(store->RemoveCmsVersions({{2, 2000, "two"}, {3, 3000, "other"}}));
+  auto latest = store->LatestCmsVersion();
+  ASSERT_TRUE(latest && latest->has_value());
+  EXPECT_EQ((*latest)->document, "three");
+  auto changes = store->ReadModuleChanges("cms", 0, 100);
+  ASSERT_TRUE(changes);
+  std::vector<std::string> keys;
+  for (const ChangeRecord& change : *changes) keys.push_back(change.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{CmsVersionChangeKey(1), CmsVersionChangeKey(3)}));
+  // Version 2 can be written again (the new master's version 2 applied later).
+  ASSERT_TRUE(store->ApplyChanges("pool2.example.com", "cms",
+                                  {{7, 4000, "cms", "", CmsVersionChangeKey(2), "upsert",
+                                    CmsVersionPayloadJson({2, 4000, "two-new"})}}));
+  int rows = 0;
+  std::string second;
+  ASSERT_TRUE(store->ScanRows("cms", "", "", "", 10, [&](std::vector<ReplicatedRow>&& chunk) -> Status {
+    for (const ReplicatedRow& row : chunk) {
+      ++rows;
+      if (row.key == CmsVersionChangeKey(2)) second = row.payload;
+    }
+    return OkStatus();
+  }));
+  EXPECT_EQ(rows, 3);
+  EXPECT_EQ(second, CmsVersionPayloadJson({2, 4000, "two-new"}));
+}
+
 TEST_P(StoreTest, ConcurrentPublishIsDetected) {
   auto store = OpenStore();
   auto other_server = OpenStore();

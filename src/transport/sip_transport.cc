@@ -152,6 +152,13 @@ class SipTransport::Impl : public std::enable_shared_from_this<SipTransport::Imp
   TransactionPtr CreateTransaction(SipMessage request, const MessageSource& source, std::string key,
                                    std::string to_tag);
   TransactionPtr FindTransaction(const std::string& key) const;
+  // A retransmission of a completed non-INVITE UDP transaction: replays its final
+  // response and returns true; false when `key` names none.
+  bool ReplayCompleted(const std::string& key, const MessageSource& source);
+  // Ends `tx` (a non-INVITE UDP transaction whose final response was just sent) and
+  // keeps only its key and response, to replay until Timer J fires.
+  void KeepCompleted(const TransactionPtr& tx, SteadyClock::time_point timer_j);
+  size_t TransactionCount() const { return transactions_.size() + completed_.size(); }
   void SetDeadline(const TransactionPtr& tx, SteadyClock::time_point when);
   void EndTransaction(const TransactionPtr& tx);
   void ArmTryingTimer(const TransactionPtr& tx);
@@ -212,6 +219,17 @@ class SipTransport::Impl : public std::enable_shared_from_this<SipTransport::Imp
   // Keyed by a view of the transaction's own key_ (the entry never outlives it).
   std::unordered_map<std::string_view, TransactionPtr> transactions_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  // Completed non-INVITE UDP transactions, waiting out Timer J (64*T1: most of the
+  // table under load). The Transaction and its request are gone; what is left is the
+  // key and the response bytes, keyed by a view of the key in completed_order_
+  // (deque elements never move). Timer J is the same for all, so the deque is in
+  // expiry order.
+  struct CompletedKey {
+    SteadyClock::time_point timer_j;
+    std::string key;
+  };
+  std::deque<CompletedKey> completed_order_;
+  std::unordered_map<std::string_view, Wire> completed_;
   std::atomic<size_t> active_transactions_{0};
 
   std::mt19937_64 random_;
@@ -454,6 +472,8 @@ void SipTransport::Impl::Shutdown() {
   }
   transactions_.clear();
   deadlines_ = {};
+  completed_.clear();
+  completed_order_.clear();
   UpdateGauges();
 }
 
@@ -540,11 +560,12 @@ void SipTransport::Impl::OnRequest(SipMessage request, const MessageSource& sour
     OnRetransmission(tx, source);
     return;
   }
+  if (ReplayCompleted(*key, source)) return;
   if (int code = CheckRequestUriScheme(request); code != 0) {
     RespondStateless(request, source, code);
     return;
   }
-  if (transactions_.size() >= limits_.max_transactions) {
+  if (TransactionCount() >= limits_.max_transactions) {
     overload_rejected_->Increment();
     RespondStateless(request, source, 503, "Retry-After", "5");
     return;
@@ -597,7 +618,8 @@ void SipTransport::Impl::OnCancel(SipMessage cancel, const MessageSource& source
     OnRetransmission(tx, source);
     return;
   }
-  if (transactions_.size() >= limits_.max_transactions) {
+  if (ReplayCompleted(*cancel_key, source)) return;
+  if (TransactionCount() >= limits_.max_transactions) {
     overload_rejected_->Increment();
     RespondStateless(cancel, source, 503, "Retry-After", "5");
     return;
@@ -641,8 +663,9 @@ void SipTransport::Impl::RespondStateless(const SipMessage& request, const Messa
 SipTransport::Impl::TransactionPtr SipTransport::Impl::CreateTransaction(SipMessage request,
                                                                          const MessageSource& source,
                                                                          std::string key, std::string to_tag) {
-  auto tx = std::make_shared<Transaction>(weak_from_this(), std::move(request), source, std::move(key),
-                                          std::move(to_tag));
+  // Not make_shared: the deadline queue's weak_ptr would pin the whole object (request
+  // included) until the deadline passes, long after a completed transaction is gone.
+  TransactionPtr tx(new Transaction(weak_from_this(), std::move(request), source, std::move(key), std::move(to_tag)));
   tx->in_table_ = true;
   transactions_.emplace(std::string_view(tx->key_), tx);
   const auto now = SteadyClock::now();
@@ -661,6 +684,22 @@ SipTransport::Impl::TransactionPtr SipTransport::Impl::CreateTransaction(SipMess
 SipTransport::Impl::TransactionPtr SipTransport::Impl::FindTransaction(const std::string& key) const {
   auto it = transactions_.find(key);
   return it == transactions_.end() ? nullptr : it->second;
+}
+
+bool SipTransport::Impl::ReplayCompleted(const std::string& key, const MessageSource& source) {
+  auto it = completed_.find(key);
+  if (it == completed_.end()) return false;
+  retransmissions_absorbed_->Increment();
+  SendWire(source, it->second);
+  return true;
+}
+
+void SipTransport::Impl::KeepCompleted(const TransactionPtr& tx, SteadyClock::time_point timer_j) {
+  EndTransaction(tx);
+  // A right-sized copy: the key was built with room to spare.
+  completed_order_.push_back(CompletedKey{timer_j, std::string(tx->key_.data(), tx->key_.size())});
+  completed_.emplace(std::string_view(completed_order_.back().key), tx->last_response_);
+  UpdateGauges();
 }
 
 void SipTransport::Impl::SetDeadline(const TransactionPtr& tx, SteadyClock::time_point when) {
@@ -728,7 +767,7 @@ void SipTransport::Impl::SendTransactionResponse(const TransactionPtr& tx, SipMe
     if (tx->reliable_) {
       EndTransaction(tx);
     } else {
-      SetDeadline(tx, now + 64 * limits_.t1);
+      KeepCompleted(tx, now + 64 * limits_.t1);
     }
     return;
   }
@@ -1096,6 +1135,13 @@ void SipTransport::Impl::Sweep() {
     // Stale entries (the deadline moved) are skipped.
     if (tx && tx->in_table_ && tx->deadline_ == deadline.when) EndTransaction(tx);
   }
+  if (!completed_order_.empty() && completed_order_.front().timer_j <= now) {
+    while (!completed_order_.empty() && completed_order_.front().timer_j <= now) {
+      completed_.erase(std::string_view(completed_order_.front().key));
+      completed_order_.pop_front();
+    }
+    UpdateGauges();
+  }
   std::vector<std::pair<ConnectionPtr, std::string_view>> to_close;
   for (const auto& [id, c] : connections_) {
     if (c->phase_ == Connection::Phase::kDraining) {
@@ -1111,9 +1157,9 @@ void SipTransport::Impl::Sweep() {
 
 void SipTransport::Impl::UpdateGauges() {
   open_connections_.store(connections_.size(), std::memory_order_relaxed);
-  active_transactions_.store(transactions_.size(), std::memory_order_relaxed);
+  active_transactions_.store(TransactionCount(), std::memory_order_relaxed);
   open_connections_gauge_->Set(static_cast<double>(connections_.size()));
-  transactions_gauge_->Set(static_cast<double>(transactions_.size()));
+  transactions_gauge_->Set(static_cast<double>(TransactionCount()));
 }
 
 // ---- SipTransport ----

@@ -345,6 +345,29 @@ TEST_F(SipTransportTest, UdpRetransmissionGetsSameResponseWithoutSecondHandlerCa
   EXPECT_TRUE(WaitFor([&] { return transport_->active_transactions() == 0; })) << "Timer J ends it";
 }
 
+TEST_F(SipTransportTest, CompletedUdpTransactionReleasesTheRequestButStillAnswersRetransmissions) {
+  Start();
+  auto client = Udp();
+  std::string request = BuildRequest({});
+  ASSERT_TRUE(client->Send(request));
+  auto first = client->Receive();
+  ASSERT_TRUE(first);
+  std::weak_ptr<ServerTransaction> released = Transaction(0);
+  {
+    std::lock_guard lock(mu_);
+    transactions_.clear();
+  }
+  EXPECT_TRUE(WaitFor([&] { return released.expired(); })) << "the transport holds no reference once completed";
+  EXPECT_EQ(transport_->active_transactions(), 1u) << "Timer J still runs";
+  ASSERT_TRUE(client->Send(request));
+  auto second = client->Receive();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(first->Serialize(), second->Serialize());
+  EXPECT_EQ(handler_calls_.load(), 1);
+  EXPECT_EQ(CounterValue("tandem_sip_retransmissions_absorbed_total"), 1u);
+  EXPECT_TRUE(WaitFor([&] { return transport_->active_transactions() == 0; })) << "Timer J ends it";
+}
+
 TEST_F(SipTransportTest, RetransmissionBeforeFinalIsAbsorbedAndProvisionalReplayed) {
   behavior_ = [](const std::shared_ptr<ServerTransaction>& tx) { tx->Respond(183, "Working"); };
   Start();

@@ -17,15 +17,9 @@ HomePoolRouter::HomePoolRouter(std::string admin_token, CmsReplica& replica, std
 
 Result<HttpResponse> HomePoolRouter::Forward(const PoolSpec& pool, const HttpRequest& request,
                                              std::chrono::milliseconds timeout) const {
-  std::map<std::string, std::string> query = request.query;
-  query["pool"] = pool.fqdn;
-  std::string target = request.path;
-  char separator = '?';
-  for (const auto& [key, value] : query) {
-    target += separator + UrlEncode(key) + "=" + UrlEncode(value);
-    separator = '&';
-  }
-  return CallAnyServerOf(pool, request.method, target, request.body, {.token = admin_token_, .timeout = timeout});
+  HttpRequest forwarded = request;
+  forwarded.query["pool"] = pool.fqdn;
+  return ForwardToPool(pool, forwarded, {.token = admin_token_, .timeout = timeout});
 }
 
 HttpResponse HomePoolRouter::Route(const HttpRequest& request, const std::optional<std::string>& known_home,

@@ -6,14 +6,17 @@ loses nothing; forged and corrupted batches are refused and change nothing; and 
 pool already holding 10,000 users is copied by an initial sync."""
 import json
 import os
+import shutil
 import signal
 import sqlite3
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import urllib.parse
 
-from tandem_harness import Deployment, http, topology_text, wait_until
+from tandem_harness import SOURCE_DIR, Deployment, http, topology_text, wait_until
 
 POOL1, POOL2 = "pool1.example.com", "pool2.example.com"
 
@@ -213,6 +216,34 @@ class BackupTwoPoolsTest(unittest.TestCase):
         verified = d.tandem("backup", "verify", "--pool", POOL1)
         self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
 
+    def test_a_partner_that_lost_its_copy_gets_a_snapshot(self):
+        d = self.d
+        self.add_contact("p1fe1", "sip:a4@example.com", "sip:b4@example.com")
+        self.wait_steady()
+        # pool2's copy of pool1 is lost (say, its store restored from an old backup)
+        # while its servers are frozen.
+        pool2_pids = [s["pid"] for s in d.state()["servers"] if s["pool"] == POOL2]
+        for pid in pool2_pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            db = sqlite3.connect(os.path.join(d.data_dir, "pool2.db"), timeout=10)
+            with db:
+                for table in ("users", "contacts", "presence_notes"):
+                    db.execute(f"DELETE FROM {table} WHERE home_pool = ?", (POOL1,))
+                db.execute("DELETE FROM import_progress WHERE source_pool = ?", (POOL1,))
+            db.close()
+        finally:
+            for pid in pool2_pids:
+                os.kill(pid, signal.SIGCONT)
+        self.add_contact("p1fe2", "sip:a4@example.com", "sip:b6@example.com")
+        self.wait_steady(timeout=40)
+        self.assertEqual(rows(d, "pool2.db", "SELECT COUNT(*) FROM users WHERE home_pool = ?", (POOL1,)), [(10,)])
+        self.assertEqual(
+            sorted(rows(d, "pool2.db", "SELECT contact FROM contacts WHERE owner = ?", ("sip:a4@example.com",))),
+            [("sip:b4@example.com",), ("sip:b6@example.com",)])
+        verified = d.tandem("backup", "verify", "--pool", POOL1, "--module", "user")
+        self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
+
     def test_killing_the_shipping_server_loses_nothing(self):
         d = self.d
         self.wait_steady()
@@ -241,6 +272,40 @@ class BackupTwoPoolsTest(unittest.TestCase):
         applied = rows(d, "pool2.db", "SELECT applied_seq FROM import_progress "
                                       "WHERE source_pool = ? AND module = 'user'", (POOL1,))
         self.assertEqual(applied, [(head,)])
+
+
+class PostgresPairTest(unittest.TestCase):
+    """pool1 on a real PostgreSQL 15 primary, pool2 on SQLite: the same copy both ways."""
+
+    def test_postgres_pool_and_sqlite_pool_copy_each_other(self):
+        pg_dir = tempfile.mkdtemp(prefix="tandem-pg-")
+        os.chmod(pg_dir, 0o755)  # the postgres user must reach it
+        cluster = os.path.join(SOURCE_DIR, "scripts", "pg-cluster.sh")
+        started = subprocess.run(["bash", cluster, "start", pg_dir], capture_output=True, text=True, timeout=180)
+        if started.returncode == 3:
+            self.skipTest("PostgreSQL 15 is not installed")
+        self.addCleanup(shutil.rmtree, pg_dir, True)
+        self.addCleanup(subprocess.run, ["bash", cluster, "stop", pg_dir], capture_output=True, timeout=120)
+        self.assertEqual(started.returncode, 0, started.stdout + started.stderr)
+        with open(os.path.join(pg_dir, "dsn")) as f:
+            dsn = f.read().strip()
+        pools = paired_pools(servers=1)
+        pools[0]["backend"] = f'{{ type = "postgres", dsn = "{dsn}" }}'
+        d = Deployment(topology_text(pools, sync_interval=1))
+        self.addCleanup(d.close)
+        d.up()
+        import_users(d, [("sip:a0@example.com", POOL1), ("sip:b0@example.com", POOL2)])
+        for server, owner, contact in (("p1fe1", "sip:a0@example.com", "sip:b0@example.com"),
+                                       ("p2fe1", "sip:b0@example.com", "sip:a0@example.com")):
+            code, body = d.admin(server, "/users/contacts?user=" + urllib.parse.quote(owner), method="POST",
+                                 body=json.dumps({"contact": contact}))
+            self.assertEqual(code, 200, body)
+        wait_until(lambda: all_steady(status(d)), timeout=30, what="both directions in SteadyState")
+        self.assertIn(("sip:b0@example.com",),
+                      rows(d, "pool2.db", "SELECT contact FROM contacts WHERE owner = ?", ("sip:a0@example.com",)))
+        verified = d.tandem("backup", "verify", "--pool", POOL2)
+        self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
+        self.assertEqual(verified.stdout.count("consistent at sequence"), 5, verified.stdout)
 
 
 class InitialSyncTest(unittest.TestCase):
