@@ -14,7 +14,10 @@
 #   pg-cluster.sh stop DIR [primary|standby] [--immediate]
 #       Stops the servers this script started in DIR (pg_ctl stop -m fast, by the
 #       PID files in their data directories), or only the one named; --immediate
-#       stops like a crash (-m immediate). Never touches any other process.
+#       stops like a crash (-m immediate). A server whose postmaster was killed
+#       (kill -9) is cleaned up instead: its orphaned children are waited for (and
+#       killed after 10 s) and its leftover shared-memory segment is removed, so the
+#       data directory can be started again. Never touches any other process.
 #   pg-cluster.sh promote DIR
 #       Promotes the standby (pg_ctl promote -w) and prints its DSN when it accepts
 #       writes. With the primary stopped, this is a back-end failover.
@@ -176,6 +179,41 @@ EOF
   started_dir=""
 }
 
+# The processes of the cluster in data directory $1: a postmaster and its children
+# run in their data directory.
+processes_in() {
+  local real proc
+  real=$(cd "$1" && pwd -P)
+  for proc in /proc/[0-9]*; do
+    [[ $(readlink "$proc/cwd" 2>/dev/null) == "$real" ]] && echo "${proc#/proc/}"
+  done
+  return 0
+}
+
+# After its postmaster was killed, a server's children exit once they notice, and its
+# System V shared-memory segment stays until removed (a new postmaster refuses to
+# start while a process still has it attached). Waits for the first, removes the second.
+clean_after_crash() {
+  local data=$1 tries=0 left key shmid
+  while left=$(processes_in "$data") && [[ -n $left ]]; do
+    tries=$((tries + 1))
+    if ((tries > 100)); then
+      echo "pg-cluster: killing processes of $data left by its dead postmaster: $(echo $left)" >&2
+      kill -KILL $left 2>/dev/null || true
+      break
+    fi
+    sleep 0.1  # they exit at their next check of the postmaster: poll, do not spin
+  done
+  # Line 7 of postmaster.pid: the segment's key and id. Removed only if both still
+  # match and nothing is attached to it.
+  read -r key shmid < <(sed -n 7p "$data/postmaster.pid") || true
+  if [[ ${key:-} =~ ^[0-9]+$ && ${shmid:-} =~ ^[0-9]+$ ]] &&
+    awk -v key="$key" -v id="$shmid" '$1 == key && $2 == id && $7 == 0 { found = 1 } END { exit !found }' \
+      /proc/sysvipc/shm 2>/dev/null; then
+    ipcrm -m "$shmid" 2>/dev/null || echo "pg-cluster: could not remove shared-memory segment $shmid of $data" >&2
+  fi
+}
+
 cmd_stop() {
   local dir="" names=(standby primary) mode=fast name status=0
   while [[ $# -gt 0 ]]; do
@@ -198,7 +236,8 @@ cmd_stop() {
     local pid
     pid=$(head -n 1 "$data/postmaster.pid")
     if [[ ! $pid =~ ^[0-9]+$ ]] || [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) != "$(cd "$data" && pwd -P)" ]]; then
-      echo "pg-cluster: $data/postmaster.pid is stale (no server of this cluster runs); nothing to stop" >&2
+      echo "pg-cluster: the postmaster of $data is not running; cleaning up after it" >&2
+      clean_after_crash "$data"
       continue
     fi
     if ! as_owner "$PG_BIN/pg_ctl" stop -D "$data" -m "$mode" -w -t 60 >/dev/null; then

@@ -1,57 +1,17 @@
 #include "backend/backend_admin.h"
 
-#include <libpq-fe.h>
-
 #include <chrono>
-#include <memory>
 #include <map>
-#include <optional>
 
 #include <fmt/format.h>
+
+#include "backend/postgres_probe.h"
 
 namespace tandem {
 
 using nlohmann::json;
 
 namespace {
-
-struct ConnCloser {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-using Conn = std::unique_ptr<PGconn, ConnCloser>;
-
-struct ResultCloser {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultCloser>;
-
-// Connects with a short timeout; an unreachable server is nullopt, not an error.
-std::optional<Conn> Connect(const std::string& dsn) {
-  Conn conn(PQconnectdb((dsn + " connect_timeout=2").c_str()));
-  if (PQstatus(conn.get()) != CONNECTION_OK) return std::nullopt;
-  return conn;
-}
-
-Result<PgResult> Query(PGconn* conn, const char* sql) {
-  PgResult result(PQexec(conn, sql));
-  ExecStatusType status = PQresultStatus(result.get());
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-    return MakeError(ErrorCode::kUnavailable, fmt::format("query failed: {}", PQerrorMessage(conn)));
-  }
-  return result;
-}
-
-std::string HostOf(const std::string& dsn) {
-  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), nullptr);
-  std::string host = "?", port = "5432";
-  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
-    if (o->val == nullptr) continue;
-    if (std::string_view(o->keyword) == "host") host = o->val;
-    if (std::string_view(o->keyword) == "port") port = o->val;
-  }
-  PQconninfoFree(options);
-  return host + ":" + port;
-}
 
 Status RequirePostgresMirror(const PoolSpec& pool) {
   if (pool.backend.type != BackendType::kPostgres) {
@@ -61,6 +21,31 @@ Status RequirePostgresMirror(const PoolSpec& pool) {
   if (pool.backend.postgres_mirror_dsn.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      fmt::format("pool {} has no standby: add mirror_dsn to its back-end in the topology", pool.fqdn));
+  }
+  return OkStatus();
+}
+
+// Once the primary is gone the standby cannot tell whether it was synchronous; only
+// what was seen while the primary lived can.
+Status RequireObservedSynchronous(const PoolSpec& pool, const std::optional<SyncObservation>& last_observed,
+                                  std::chrono::system_clock::time_point now) {
+  const std::string standby = HostOf(pool.backend.postgres_mirror_dsn);
+  if (!last_observed) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("refusing to promote {}, the standby of pool {}: this server never saw the primary "
+                                 "report it as synchronous, so it may lack acknowledged writes; nothing was changed: ask a "
+                                 "server that watched the pair, restart the primary, or, accepting the loss, promote "
+                                 "the standby by hand (SELECT pg_promote())",
+                                 standby, pool.fqdn));
+  }
+  if (last_observed->sync_state != "sync") {
+    double age = std::chrono::duration<double>(now - last_observed->observed_at).count();
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("refusing to promote {}, the standby of pool {}: the primary last reported it as "
+                                 "'{}', not synchronous ({:.0f} s ago), so it may lack acknowledged writes; nothing "
+                                 "was changed: restart the primary (it holds them) or, accepting the loss, promote "
+                                 "the standby by hand (SELECT pg_promote())",
+                                 standby, pool.fqdn, last_observed->sync_state, age));
   }
   return OkStatus();
 }
@@ -106,19 +91,14 @@ Result<json> BackendStatus(const PoolSpec& pool) {
   for (const std::string* dsn : {&pool.backend.postgres_dsn, &pool.backend.postgres_mirror_dsn}) {
     if (dsn->empty()) continue;
     json entry{{"server", HostOf(*dsn)}, {"role", "unreachable"}};
-    if (auto conn = Connect(*dsn)) {
-      auto recovery = Query(conn->get(), "SELECT pg_is_in_recovery()");
-      bool standby = recovery && std::string_view(PQgetvalue(recovery->get(), 0, 0)) == "t";
+    if (auto conn = ConnectBriefly(*dsn)) {
+      auto recovery = IsInRecovery(conn->get());
+      bool standby = recovery && *recovery;
       entry["role"] = standby ? "standby" : "primary";
       if (!standby) {
-        auto replication = Query(conn->get(),
-                                 "SELECT sync_state, COALESCE(EXTRACT(EPOCH FROM replay_lag), 0) FROM pg_stat_replication");
-        if (replication) {
-          synchronous = false;
-          for (int row = 0; row < PQntuples(replication->get()); ++row) {
-            if (std::string_view(PQgetvalue(replication->get(), row, 0)) == "sync") synchronous = true;
-            lag = std::atof(PQgetvalue(replication->get(), row, 1));
-          }
+        if (auto replication = QueryReplicationState(conn->get())) {
+          synchronous = replication->sync_state == "sync";
+          lag = replication->replay_lag_seconds;
         }
       }
     }
@@ -130,41 +110,45 @@ Result<json> BackendStatus(const PoolSpec& pool) {
   return status;
 }
 
-Result<json> BackendFailover(const PoolSpec& pool) {
+Result<json> BackendFailover(const PoolSpec& pool, const std::optional<SyncObservation>& last_observed,
+                             std::chrono::system_clock::time_point now) {
   if (auto ok = RequirePostgresMirror(pool); !ok) return std::unexpected(ok.error());
-  if (Connect(pool.backend.postgres_dsn)) {
+  if (ConnectBriefly(pool.backend.postgres_dsn)) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      fmt::format("the primary of pool {} ({}) is still reachable; promoting its standby now would "
                                  "leave two primaries accepting writes. Stop the primary first; nothing was changed",
                                  pool.fqdn, HostOf(pool.backend.postgres_dsn)));
   }
-  auto standby = Connect(pool.backend.postgres_mirror_dsn);
+  if (auto ok = RequireObservedSynchronous(pool, last_observed, now); !ok) return std::unexpected(ok.error());
+  auto standby = ConnectBriefly(pool.backend.postgres_mirror_dsn);
   if (!standby) {
     return MakeError(ErrorCode::kUnavailable, fmt::format("neither the primary nor the standby ({}) of pool {} is "
                                                           "reachable; nothing was changed",
                                                           HostOf(pool.backend.postgres_mirror_dsn), pool.fqdn));
   }
-  auto recovery = Query(standby->get(), "SELECT pg_is_in_recovery()");
+  auto recovery = IsInRecovery(standby->get());
   if (!recovery) return std::unexpected(recovery.error());
-  if (std::string_view(PQgetvalue(recovery->get(), 0, 0)) != "t") {
+  if (!*recovery) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      fmt::format("{} is not a standby (it already accepts writes); nothing was changed",
                                  HostOf(pool.backend.postgres_mirror_dsn)));
   }
   auto started = std::chrono::steady_clock::now();
-  auto promoted = Query(standby->get(), "SELECT pg_promote(wait => true, wait_seconds => 30)");
+  auto promoted = RunQuery(standby->get(), "SELECT pg_promote(wait => true, wait_seconds => 30)");
   if (!promoted || std::string_view(PQgetvalue(promoted->get(), 0, 0)) != "t") {
     return MakeError(ErrorCode::kUnavailable, fmt::format("promoting {} failed or did not finish in 30 s",
                                                           HostOf(pool.backend.postgres_mirror_dsn)));
   }
   // A standby copied from a primary with synchronous_standby_names inherits it, and
   // once promoted would block every commit waiting for a standby it lacks.
-  (void)Query(standby->get(), "ALTER SYSTEM RESET synchronous_standby_names");
-  (void)Query(standby->get(), "SELECT pg_reload_conf()");
+  (void)RunQuery(standby->get(), "ALTER SYSTEM RESET synchronous_standby_names");
+  (void)RunQuery(standby->get(), "SELECT pg_reload_conf()");
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return json{{"pool", pool.fqdn},
               {"promoted", HostOf(pool.backend.postgres_mirror_dsn)},
               {"seconds", seconds},
+              {"last_seen_synchronous_seconds_ago",
+               std::chrono::duration<double>(now - last_observed->observed_at).count()},
               {"note", "servers reconnect to the new primary by themselves"}};
 }
 

@@ -7,10 +7,13 @@
 // Thread-safety: free functions; each call opens its own connections.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "backend/standby_sync_memory.h"
 #include "common/error.h"
 #include "topology/topology.h"
 
@@ -26,7 +29,11 @@ Result<nlohmann::json> BackendStatus(const PoolSpec& pool);
 
 // Promotes the mirror. Refused (kFailedPrecondition, changing nothing) when the pool
 // has no PostgreSQL mirror, when the primary is still reachable (two primaries would
-// accept writes: stop it first), or when the mirror is not a standby.
-Result<nlohmann::json> BackendFailover(const PoolSpec& pool);
+// accept writes: stop it first), when `last_observed` (what the caller last saw the
+// primary report, see StandbySyncMemory) is missing or not "sync" (the standby may
+// lack acknowledged writes), or when the mirror is not a standby. `now` dates the
+// observation in messages.
+Result<nlohmann::json> BackendFailover(const PoolSpec& pool, const std::optional<SyncObservation>& last_observed,
+                                       std::chrono::system_clock::time_point now);
 
 }  // namespace tandem

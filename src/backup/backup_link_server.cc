@@ -46,7 +46,7 @@ std::expected<LinkSender, HttpResponse> BackupLinkServer::Authenticate(const Htt
     return std::unexpected(HttpResponse::Error(status, reason));
   };
   auto cms = replica_.Current();
-  auto pairing = PairingOf(cms.topology, local_pool_, cms.master_pool());
+  auto pairing = PairingOf(cms.topology, local_pool_, *cms.document);
   if (!pairing) return refuse(409, pairing.error().message);
   if (sender.source_pool != pairing->partner->fqdn) {
     return refuse(403, fmt::format("pool {} is not the backup pool of {}", sender.source_pool, local_pool_));

@@ -85,7 +85,7 @@ std::expected<Pairing, HttpResponse> BackupService::LocalPairingFor(const HttpRe
     *forwarded = answer ? *answer : HttpResponse::Error(503, answer.error().message);
     return std::unexpected(*forwarded);
   }
-  auto pairing = PairingOf(snapshot.topology, pool, snapshot.master_pool());
+  auto pairing = PairingOf(snapshot.topology, pool, *snapshot.document);
   if (!pairing) {
     return std::unexpected(HttpResponse::Error(pairing.error().code == ErrorCode::kNotFound ? 404 : 409,
                                                pairing.error().message));
@@ -112,7 +112,7 @@ HttpResponse BackupService::View(const HttpRequest& request) {
   auto sender = link_.Authenticate(request, params, /*module_required=*/false);
   if (!sender) return sender.error();
   auto cms = replica_.Current();
-  auto pairing = PairingOf(cms.topology, options_.shipper.pool, cms.master_pool());
+  auto pairing = PairingOf(cms.topology, options_.shipper.pool, *cms.document);
   if (!pairing) return HttpResponse::Error(409, pairing.error().message);
   auto view = LocalBackupView(store_, *pairing, replica_.Current().topology->backup_sync_interval, NowUnixMillis());
   if (!view) return HttpResponse::Error(503, view.error().message);
@@ -213,7 +213,7 @@ HttpResponse BackupService::VerifySource(const HttpRequest& request) {
   auto sender = link_.Authenticate(request, params, /*module_required=*/false);
   if (!sender) return sender.error();
   auto cms = replica_.Current();
-  auto pairing = PairingOf(cms.topology, options_.shipper.pool, cms.master_pool());
+  auto pairing = PairingOf(cms.topology, options_.shipper.pool, *cms.document);
   if (!pairing) return HttpResponse::Error(409, pairing.error().message);
   if (std::find(pairing->export_modules.begin(), pairing->export_modules.end(), sender->module) ==
       pairing->export_modules.end()) {

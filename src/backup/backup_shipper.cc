@@ -91,7 +91,7 @@ bool BackupShipper::HoldLease() {
 
 Status BackupShipper::ShipOnce() {
   auto cms = replica_.Current();
-  auto pairing = PairingOf(cms.topology, options_.pool, cms.master_pool());
+  auto pairing = PairingOf(cms.topology, options_.pool, *cms.document);
   if (!pairing) return OkStatus();  // not paired: nothing to ship
   if (!HoldLease()) {
     cursors_.clear();  // whoever ships next asks the partner where to resume
@@ -174,7 +174,9 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     // A snapshot when the partner holds nothing of a module that has data, lost
     // what it had acknowledged (its copy was restored or rebuilt), or was cut off in
     // the middle of a snapshot.
-    if (snapshot_in_progress > 0 || applied < acked || (applied == 0 && head->seq > 0)) {
+    // Never while another pool serves this pool's users: its copy is the truth then.
+    if (!pairing.served_elsewhere &&
+        (snapshot_in_progress > 0 || applied < acked || (applied == 0 && head->seq > 0))) {
       auto snapshot_seq = SendSnapshot(pairing, secret, module);
       if (!snapshot_seq) return std::unexpected(snapshot_seq.error());
       applied = *snapshot_seq;
@@ -237,6 +239,12 @@ Status BackupShipper::SendBatches(const Pairing& pairing, const std::string& sec
   while (std::chrono::steady_clock::now() < deadline) {
     auto changes = store_.ReadModuleChanges(module, cursor, options_.batch_records);
     if (!changes) return std::unexpected(changes.error());
+    if (pairing.served_elsewhere) {
+      // What this pool accepted after the partner took its users over is divergent:
+      // kept here (backup status shows it), never shipped over the partner's changes.
+      int64_t cutoff = DivergenceCutoff(*pairing.served_elsewhere, module);
+      std::erase_if(*changes, [&](const ChangeRecord& change) { return change.seq > cutoff; });
+    }
     if (changes->empty()) return OkStatus();
     size_t payload_bytes = 0;
     size_t count = 0;

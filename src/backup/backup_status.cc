@@ -33,9 +33,22 @@ Result<nlohmann::json> ExportView(Store& store, const Pairing& pairing, const st
   }
   std::string error = SettingOr(store, ExportErrorSettingKey(partner, module));
   std::string initial_sync = SettingOr(store, InitialSyncSettingKey(partner, module));
+  // Changes refused for the pool's own users (failover) and nothing left to ship:
+  // the source is final.
+  bool refusing_changes = !SettingOr(store, PersistentChangesRefusedKey(pairing.local->fqdn)).empty();
+  int64_t divergent = 0;
+  if (pairing.served_elsewhere) {
+    constexpr int kMaxCounted = 100000;
+    auto after = store.ReadModuleChanges(module, DivergenceCutoff(*pairing.served_elsewhere, module), kMaxCounted);
+    if (!after) return std::unexpected(after.error());
+    divergent = static_cast<int64_t>(after->size());
+  }
   std::string state;
   if (!error.empty()) {
     state = "ErrorState";
+  } else if (refusing_changes && (applied >= head->seq || (pairing.served_elsewhere &&
+                                                          applied >= DivergenceCutoff(*pairing.served_elsewhere, module)))) {
+    state = "FinalState";
   } else if (acked == exported.end()) {
     state = "NotInitialized";
   } else if (!initial_sync.empty() || lag_seconds * 1000 >= static_cast<double>(sync_interval.count())) {
@@ -46,6 +59,7 @@ Result<nlohmann::json> ExportView(Store& store, const Pairing& pairing, const st
   nlohmann::json view{{"export_state", state},        {"source_seq", head->seq}, {"source_at_ms", head->at_ms},
                       {"applied_seq", applied},        {"lag_seconds", lag_seconds}, {"last_error", error}};
   if (!initial_sync.empty()) view["initial_sync_rows_sent"] = std::atoll(initial_sync.c_str());
+  if (divergent > 0) view["divergent_records"] = divergent;
   return view;
 }
 
@@ -113,6 +127,7 @@ nlohmann::json ModuleEntry(const std::string& module, const nlohmann::json& expo
   if (error.empty()) error = imported.value("last_error", "");
   if (!error.empty()) entry["last_error"] = error;
   if (exported.contains("initial_sync_rows_sent")) entry["initial_sync_rows_sent"] = exported["initial_sync_rows_sent"];
+  if (exported.contains("divergent_records")) entry["divergent_records"] = exported["divergent_records"];
   return entry;
 }
 

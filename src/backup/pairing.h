@@ -7,10 +7,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cms/cms_document.h"
 #include "common/error.h"
 #include "topology/topology.h"
 
@@ -26,6 +28,10 @@ struct Pairing {
   const PoolSpec* partner = nullptr;
   std::vector<std::string> export_modules;  // what the local pool ships to the partner
   std::vector<std::string> import_modules;  // what it accepts from the partner
+  // Set while the local pool's users are served by another pool (pool failover):
+  // what that pool had applied when it took over. The local pool ships nothing
+  // beyond it: later records are divergent, kept apart, never merged.
+  std::optional<PoolRouting> served_elsewhere;
 };
 
 // The pairing of `pool` in `topology`, with the CMS flowing from `cms_master_pool`,
@@ -33,7 +39,7 @@ struct Pairing {
 // moves with a CMS failover); kFailedPrecondition when the pool has no backup pool,
 // kNotFound when the topology has no such pool.
 Result<Pairing> PairingOf(std::shared_ptr<const Topology> topology, std::string_view pool,
-                          std::string_view cms_master_pool);
+                          const CmsDocument& document);
 
 // Where the secret of the pairing of `pool_a` and `pool_b` lives under a data
 // directory (the same file whichever pool asks).
@@ -44,6 +50,10 @@ std::string PairingSecretPath(const std::string& data_dir, std::string_view pool
 // data directory agree; servers of different hosts need the same file copied.
 Result<std::string> LoadOrCreatePairingSecret(const std::string& data_dir, std::string_view pool_a,
                                               std::string_view pool_b);
+
+// The last sequence of `module` a pool whose users are served elsewhere may still
+// ship: what the serving pool had applied when it took over (no limit for the CMS).
+int64_t DivergenceCutoff(const PoolRouting& routing, std::string_view module);
 
 // Whether `module` is one the Backup Service knows.
 bool IsBackupModule(std::string_view module);

@@ -17,6 +17,7 @@
 #include "cli/command_util.h"
 #include "cli/data_commands.h"
 #include "cli/launcher.h"
+#include "cli/pool_failover_commands.h"
 #include "cms/cms_document.h"
 #include "common/file_util.h"
 #include "topology/topology.h"
@@ -362,7 +363,8 @@ void AddUserCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json
 }
 
 void AddPoolCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json) {
-  auto* pool = app.add_subcommand("pool", "pools: membership (and, later, failover and failback)")->require_subcommand(1);
+  auto* pool = app.add_subcommand("pool", "pools: membership, failover and failback")->require_subcommand(1);
+  AddPoolFailoverCommands(*pool, connection, as_json);
   auto* status = pool->add_subcommand("status", "live servers, lease ages, routing groups and registrations");
   status->callback([&connection, &as_json] {
     json answer = CallJson(connection, "GET", "/pool/status");

@@ -22,7 +22,7 @@
 namespace tandem {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 
 std::string DefaultTandemdPath() {
@@ -64,7 +64,7 @@ int StopServers(const std::vector<LaunchedServer>& servers, std::chrono::seconds
   for (const LaunchedServer& server : servers) {
     if (IsAlive(server.pid) && (are_children || IsOurServer(server.pid, server.id))) ::kill(server.pid, SIGTERM);
   }
-  auto deadline = Clock::now() + grace;
+  auto deadline = SteadyClock::now() + grace;
   auto any_alive = [&] {
     bool alive = false;
     for (const LaunchedServer& server : servers) {
@@ -73,7 +73,7 @@ int StopServers(const std::vector<LaunchedServer>& servers, std::chrono::seconds
     }
     return alive;
   };
-  while (any_alive() && Clock::now() < deadline) std::this_thread::sleep_for(kPollInterval);
+  while (any_alive() && SteadyClock::now() < deadline) std::this_thread::sleep_for(kPollInterval);
   int killed = 0;
   for (const LaunchedServer& server : servers) {
     if (IsAlive(server.pid) && (are_children || IsOurServer(server.pid, server.id))) {
@@ -210,7 +210,7 @@ Status Up(const UpOptions& options) {
   }
 
   // Wait for every server to answer /health, noticing any that exits instead.
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   std::map<std::string, bool> healthy;
   while (healthy.size() < state.servers.size()) {
     for (const LaunchedServer& server : state.servers) {
@@ -225,12 +225,12 @@ Status Up(const UpOptions& options) {
       if (response && response->status == 200) {
         healthy[server.id] = true;
         std::printf("  %-10s %-24s healthy after %.1f s\n", server.id.c_str(), server.pool.c_str(),
-                    std::chrono::duration<double>(Clock::now() - started).count());
+                    std::chrono::duration<double>(SteadyClock::now() - started).count());
         std::fflush(stdout);
       }
     }
     if (healthy.size() < state.servers.size()) {
-      if (Clock::now() - started > options.start_timeout) {
+      if (SteadyClock::now() - started > options.start_timeout) {
         for (const LaunchedServer& server : state.servers) {
           if (!healthy.contains(server.id)) {
             return fail(Error{ErrorCode::kTimeout,

@@ -370,11 +370,15 @@ Result<int64_t> CmsAgent::Publish(const std::string& toml, const std::string& fi
                                  options_.server_id, snapshot.master_pool(), snapshot.document->master_epoch));
   }
 
+  return PublishThroughMaster(snapshot, "/cms/publish", json{{"file", file_name}, {"toml", toml}});
+}
+
+Result<int64_t> CmsAgent::PublishThroughMaster(const CmsReplica::Snapshot& snapshot, std::string_view path,
+                                               const json& body) {
   const PoolSpec* master = snapshot.topology->FindPool(snapshot.master_pool());
   std::string last_error = "it has no servers";
-  json body{{"file", file_name}, {"toml", toml}};
   for (const ServerSpec& server : master ? master->servers : std::vector<ServerSpec>{}) {
-    auto response = HttpCall("POST", AdminUrlOf(server, "/cms/publish?forwarded=1"), body.dump(),
+    auto response = HttpCall("POST", AdminUrlOf(server, fmt::format("{}?forwarded=1", path)), body.dump(),
                              {.token = options_.admin_token, .timeout = std::chrono::seconds(10)});
     if (!response) {
       last_error = response.error().message;
@@ -388,6 +392,7 @@ Result<int64_t> CmsAgent::Publish(const std::string& toml, const std::string& fi
                                                                        : fmt::format("HTTP {}", response->status);
     ErrorCode code = response->status == 422   ? ErrorCode::kInvalidArgument
                      : response->status == 409 ? ErrorCode::kFailedPrecondition
+                     : response->status == 404 ? ErrorCode::kNotFound
                                                : ErrorCode::kUnavailable;
     return MakeError(code, reason);
   }
@@ -397,7 +402,21 @@ Result<int64_t> CmsAgent::Publish(const std::string& toml, const std::string& fi
                                snapshot.master_pool(), last_error));
 }
 
-Result<int64_t> CmsAgent::PublishLocally(const std::string& toml, const std::string& file_name) {
+Result<int64_t> CmsAgent::PublishRouting(const RoutingUpdate& update, bool forwarded) {
+  auto snapshot = replica_.Current();
+  if (IsMasterPool(snapshot)) return PublishLocally("", "", &update);
+  if (forwarded) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("server {} is not in the CMS master pool (it sees pool {} as master); retry in a "
+                                 "moment",
+                                 options_.server_id, snapshot.master_pool()));
+  }
+  auto body = json::parse(update.ToJson());
+  return PublishThroughMaster(snapshot, "/cms/routing", body);
+}
+
+Result<int64_t> CmsAgent::PublishLocally(const std::string& toml, const std::string& file_name,
+                                         const RoutingUpdate* routing_update) {
   std::lock_guard lock(publish_mu_);
   auto read_only = store_.GetSetting(kCmsReadOnlySetting);
   if (!read_only) return std::unexpected(read_only.error());
@@ -412,17 +431,39 @@ Result<int64_t> CmsAgent::PublishLocally(const std::string& toml, const std::str
   auto latest = store_.LatestCmsVersion();
   if (!latest) return std::unexpected(latest.error());
   int64_t previous = latest->has_value() ? (*latest)->version : 0;
-  // A new version carries the master of the epoch it is published in.
+  // A new version carries the master of the epoch it is published in, and the DR
+  // routing state of the newest stored version (the replica may not have it yet).
   const CmsDocument& current = *snapshot.document;
   CmsDocument document{previous + 1, NowUnixMillis(), file_name, toml,
                        current.master_pool, current.master_epoch, current.epoch_start_version};
+  if (latest->has_value()) {
+    auto stored = CmsDocument::FromJson((*latest)->document);
+    if (!stored) return std::unexpected(stored.error());
+    document.routing = stored->routing;
+    document.routing_epoch = stored->routing_epoch;
+    if (routing_update != nullptr) {  // the same topology again, with the routing changed
+      document.topology_file = stored->topology_file;
+      document.topology_toml = stored->topology_toml;
+    }
+  }
+  if (routing_update != nullptr) {
+    auto topology = CmsReplica::ParseDocumentTopology(document);
+    if (!topology) return std::unexpected(topology.error());
+    // Checked against the newest stored version under the publish lock: of two
+    // admins racing, one wins and the other is refused by the rules.
+    if (auto allowed = CheckRoutingUpdate(document, **topology, *routing_update); !allowed) {
+      return std::unexpected(allowed.error());
+    }
+    ApplyRoutingUpdate(document, **topology, *routing_update);
+  }
   // A concurrent publish from another server of the pool makes this one fail with
   // kAlreadyExists rather than overwrite: the admin retries against the new version.
   if (auto appended = store_.AppendCmsVersion({document.version, document.published_at_ms, document.ToJson()}, previous);
       !appended) {
     return std::unexpected(appended.error());
   }
-  spdlog::info("CMS: published version {} from {}", document.version, file_name);
+  spdlog::info("CMS: published version {} from {} (routing epoch {})", document.version, document.topology_file,
+               document.routing_epoch);
   auto topology = CmsReplica::ParseDocumentTopology(document);
   if (auto synced = SyncFromStore(); !synced) spdlog::warn("CMS: {}", synced.error().message);
   if (topology) PushToAllServers(**topology, document.ToJson());
@@ -732,6 +773,14 @@ void CmsAgent::RegisterRoutes(HttpServer& http) {
     }
     std::string file = body.contains("file") && body["file"].is_string() ? body["file"].get<std::string>() : "topology";
     auto version = Publish(body["toml"].get<std::string>(), file, Param(request, "forwarded") == "1");
+    if (!version) return HttpResponse::Error(HttpStatusFor(version.error()), version.error().message);
+    return HttpResponse::Json(200, json{{"version", *version}}.dump());
+  });
+  // A DR routing change (pool failover/failback), published by the master.
+  http.Route("POST", "/cms/routing", [this](const HttpRequest& request) {
+    auto update = RoutingUpdate::FromJson(request.body);
+    if (!update) return HttpResponse::Error(400, update.error().message);
+    auto version = PublishRouting(*update, Param(request, "forwarded") == "1");
     if (!version) return HttpResponse::Error(HttpStatusFor(version.error()), version.error().message);
     return HttpResponse::Json(200, json{{"version", *version}}.dump());
   });

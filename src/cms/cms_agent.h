@@ -28,6 +28,7 @@
 
 #include "admin/http_server.h"
 #include "cms/cms_replica.h"
+#include "dr/routing_rules.h"
 #include "common/metrics.h"
 #include "store/store.h"
 
@@ -68,6 +69,11 @@ class CmsAgent {
   // read-only by a CMS failover refuses (kFailedPrecondition).
   Result<int64_t> Publish(const std::string& toml, const std::string& file_name, bool forwarded = false);
 
+  // Publishes the newest topology again with the DR routing state changed by
+  // `update`, on the master after checking the routing rules (dr/routing_rules.h)
+  // against its newest version; elsewhere forwards to the master pool once.
+  Result<int64_t> PublishRouting(const RoutingUpdate& update, bool forwarded = false);
+
   void RegisterRoutes(HttpServer& http);
   nlohmann::json StatusJson() const;  // this server's CMS view, for /status
 
@@ -99,7 +105,11 @@ class CmsAgent {
   Status SetAsideDivergentVersions(const CmsDocument& newer);
   Result<std::optional<Head>> StoreHead();
   Result<Head> PoolHead(const PoolSpec& pool);  // asks the pool's servers (GET /cms/head)
-  Result<int64_t> PublishLocally(const std::string& toml, const std::string& file_name);
+  // With `routing_update`, `toml` is ignored: the newest topology is kept.
+  Result<int64_t> PublishLocally(const std::string& toml, const std::string& file_name,
+                                 const RoutingUpdate* routing_update = nullptr);
+  Result<int64_t> PublishThroughMaster(const CmsReplica::Snapshot& snapshot, std::string_view path,
+                                       const nlohmann::json& body);
   // Pushes `document_json` to every server but this one; one entry per server.
   nlohmann::json PushToAllServers(const Topology& topology, const std::string& document_json);
   nlohmann::json ClusterStatusJson();

@@ -11,12 +11,24 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "common/clock.h"
 #include "common/error.h"
 
 namespace tandem {
+
+// The DR routing state of one pool's users, while another pool serves them (pool
+// failover). Pools absent from the routing state serve their own users.
+struct PoolRouting {
+  std::string served_by;        // the FQDN of the pool serving this pool's users
+  bool disaster = false;        // failed over without the home pool (what it had not shipped is lost)
+  int64_t since_ms = 0;
+  // What the serving pool had applied of the home pool's change log when it took
+  // over, per module: records after these are divergent if the home pool returns.
+  std::map<std::string, int64_t> applied_seq;
+};
 
 struct CmsDocument {
   int64_t version = 0;  // 0: not published yet (bootstrapped from a topology file)
@@ -30,6 +42,13 @@ struct CmsDocument {
   // The first version of this epoch (the promoted one); versions below it are the
   // history the new master inherited. 1 for epoch 1.
   int64_t epoch_start_version = 1;
+  // DR routing: home pool -> who serves its users, raised epoch at every failover and
+  // failback. A server acts only on the newest routing epoch it has seen (fencing).
+  std::map<std::string, PoolRouting> routing;
+  int64_t routing_epoch = 1;
+
+  // The pool that serves the users homed in `home_pool`.
+  const std::string& ServingPoolOf(const std::string& home_pool) const;
 
   // Whether this document comes after `other` in (master_epoch, version) order.
   bool IsNewerThan(const CmsDocument& other) const { return IsNewerThan(other.master_epoch, other.version); }

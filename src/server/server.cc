@@ -15,6 +15,7 @@
 
 #include "admin/http_server.h"
 #include "backend/backend_admin.h"
+#include "backend/backend_service.h"
 #include "cms/cms_agent.h"
 #include "cms/cms_replica.h"
 #include "pool/pool_membership.h"
@@ -24,6 +25,7 @@
 #include "common/hash.h"
 #include "conference/conference_service.h"
 #include "backup/backup_service.h"
+#include "dr/dr_service.h"
 #include "common/metrics.h"
 #include "store/store.h"
 #include "topology/topology.h"
@@ -116,6 +118,7 @@ class ServerImpl final : public Server {
 
     sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
     sip_->SetPoolPeers(PoolPeersOf(*snapshot.topology, *self));
+    sip_->SetCmsReplica(*replica_);  // routing between pools follows its newest routing state
     // Soft state goes back to the store, and comes from it for the routing groups
     // this server gains; SIP routes a group here only once its state is loaded.
     soft_state_ = std::make_unique<PoolSoftState>(
@@ -146,6 +149,12 @@ class ServerImpl final : public Server {
             .shipper = {.server_id = options_.server_id, .pool = pool_fqdn_, .data_dir = options_.data_dir},
             .admin_token = token_},
         *store_, *replica_, metrics_);
+    // Watches every PostgreSQL pair, remembering (in this server's directory) whether
+    // the standby was synchronous: a back-end failover needs that once the primary is gone.
+    backend_ = std::make_unique<BackendService>(
+        BackendServiceOptions{.observations_path =
+                                  ServerDirectory(options_.data_dir, options_.server_id) + "/backend-sync.json"},
+        *replica_);
 
     RegisterRoutes();
     agent_->RegisterRoutes(http_);
@@ -154,6 +163,9 @@ class ServerImpl final : public Server {
     user_data_->RegisterRoutes(http_);
     conference_->RegisterRoutes(http_);
     backup_->RegisterRoutes(http_);
+    dr_ = std::make_unique<DrService>(token_, pool_fqdn_, *store_, *replica_);
+    dr_->RegisterRoutes(http_);
+    backend_->RegisterRoutes(http_);
     auto port = http_.Listen(self->address, self->admin_port);
     if (!port) return std::unexpected(port.error());
     spdlog::info("server {} of pool {}: admin API on {}:{}, CMS version {}", options_.server_id, pool_fqdn_,
@@ -170,6 +182,7 @@ class ServerImpl final : public Server {
     });
     agent_->Start();
     backup_->Start();
+    backend_->Start();
     auto work = boost::asio::make_work_guard(io_);
     // Two threads: a slow admin call (a forwarded publish) never blocks health checks.
     std::thread helper([this] { io_.run(); });
@@ -193,6 +206,7 @@ class ServerImpl final : public Server {
     if (membership_) membership_->Stop();
     if (agent_) agent_->Stop();
     if (backup_) backup_->Stop();  // releases the backup lease: another server ships at once
+    if (backend_) backend_->Stop();
   }
 
   void RegisterRoutes() {
@@ -208,33 +222,6 @@ class ServerImpl final : public Server {
           {"sip", sip_->StatusJson()},
           {"backup", {{"holds_lease", backup_->HoldsLease()}}}};
       return HttpResponse::Json(200, status.dump());
-    });
-    // Back-end HA: any server may report on or fail over any pool's PostgreSQL pair;
-    // it connects to the databases the topology names.
-    http_.Route("GET", "/backend/status", [this](const HttpRequest& request) {
-      auto snapshot = replica_->Current();
-      nlohmann::json pools = nlohmann::json::array();
-      auto wanted = request.query.find("pool");
-      for (const PoolSpec& pool : snapshot.topology->pools) {
-        if (wanted != request.query.end() && wanted->second != pool.fqdn) continue;
-        auto status = BackendStatus(pool);
-        if (!status) return HttpResponse::Error(503, status.error().message);
-        pools.push_back(*status);
-      }
-      if (pools.empty()) return HttpResponse::Error(404, "no such pool in the topology");
-      return HttpResponse::Json(200, nlohmann::json{{"pools", pools}}.dump());
-    });
-    http_.Route("POST", "/backend/failover", [this](const HttpRequest& request) {
-      auto snapshot = replica_->Current();
-      auto wanted = request.query.find("pool");
-      const PoolSpec* pool = wanted == request.query.end() ? nullptr : snapshot.topology->FindPool(wanted->second);
-      if (pool == nullptr) return HttpResponse::Error(404, "name a pool of the topology with ?pool=FQDN");
-      auto done = BackendFailover(*pool);
-      if (!done) {
-        return HttpResponse::Error(done.error().code == ErrorCode::kFailedPrecondition ? 409 : 503,
-                                   done.error().message);
-      }
-      return HttpResponse::Json(200, done->dump());
     });
     http_.Route("GET", "/metrics", [this](const HttpRequest&) {
       metrics_.GetGauge("tandem_uptime_seconds", "Seconds since this server started")
@@ -267,6 +254,8 @@ class ServerImpl final : public Server {
   std::unique_ptr<UserDataService> user_data_;
   std::unique_ptr<ConferenceService> conference_;
   std::unique_ptr<BackupService> backup_;
+  std::unique_ptr<DrService> dr_;
+  std::unique_ptr<BackendService> backend_;
   std::string pool_fqdn_;
 };
 

@@ -50,17 +50,24 @@ DigestAuthenticatorOptions AuthenticatorOptions(const Topology& topology, const 
   return options;
 }
 
-// The user a request is for, as the registrar and presence key it
-// ("sip:alice@example.com"): MESSAGE by its Request-URI (falling back to To),
+// The user a request is for.
+struct RoutedUser {
+  std::string user;  // "alice"
+  std::string host;  // "example.com"
+  std::string aor;   // "sip:alice@example.com", as the registrar and presence key it
+};
+
+// The user a request is for: MESSAGE by its Request-URI (falling back to To),
 // REGISTER, PUBLISH and SUBSCRIBE by To. nullopt for requests served wherever they
 // arrive (OPTIONS, meeting chat, foreign domains).
-std::optional<std::string> RoutingAorOf(const sip::SipMessage& request, std::string_view domain) {
-  auto aor_of = [&](const sip::Uri& uri) -> std::optional<std::string> {
+std::optional<RoutedUser> RoutingAorOf(const sip::SipMessage& request, std::string_view domain) {
+  auto aor_of = [&](const sip::Uri& uri) -> std::optional<RoutedUser> {
     std::string host(uri.host);
     std::transform(host.begin(), host.end(), host.begin(), ::tolower);
     std::string user = uri.UnescapedUser();
     if (!uri.is_sip() || host != domain || user.empty() || user.starts_with(kMeetingUserPrefix)) return std::nullopt;
-    return fmt::format("sip:{}@{}", user, host);
+    std::string aor = fmt::format("sip:{}@{}", user, host);
+    return RoutedUser{std::move(user), std::move(host), std::move(aor)};
   };
   sip::Method method = request.method_id();
   if (method == sip::Method::kMessage) {
@@ -75,10 +82,14 @@ std::optional<std::string> RoutingAorOf(const sip::SipMessage& request, std::str
   return aor_of(to->uri);
 }
 
-std::string SentByOf(const std::string& address, uint16_t port) {
-  bool ipv6 = address.find(':') != std::string::npos && address.front() != '[';
-  return ipv6 ? fmt::format("[{}]:{}", address, port) : fmt::format("{}:{}", address, port);
+std::string OwnPoolOf(const Topology& topology, const ServerSpec& self) {
+  const PoolSpec* pool = nullptr;
+  return topology.FindServer(self.id, &pool) != nullptr ? pool->fqdn : std::string();
 }
+
+// How long a server of another pool that a proxied request could not reach is
+// skipped (the next request tries the others of its pool first).
+constexpr auto kUnreachableFor = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -117,7 +128,16 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
       domain_(topology.sip_domain),
       forwarded_(metrics.GetCounter("tandem_sip_pool_forwarded_total",
                                     "requests proxied to the pool server owning their user")),
-      too_many_hops_(metrics.GetCounter("tandem_sip_too_many_hops_total", "requests refused with 483")) {
+      too_many_hops_(metrics.GetCounter("tandem_sip_too_many_hops_total", "requests refused with 483")),
+      store_(store),
+      pool_routing_(OwnPoolOf(topology, self)),
+      redirected_(metrics.GetCounter("tandem_sip_pool_redirected_total",
+                                     "REGISTERs redirected (301) to the pool serving their user")),
+      pool_proxied_(metrics.GetCounter("tandem_sip_pool_routed_total",
+                                       "requests proxied to the pool serving their user")),
+      routing_conflicts_(metrics.GetCounter(
+          "tandem_sip_pool_routing_conflicts_total",
+          "requests from another pool for a user this pool does not serve either (503, never sent back)")) {
   transport_.SetRequestHandler([this](const std::shared_ptr<sip::ServerTransaction>& transaction) {
     OnRequest(transaction);
   });
@@ -162,9 +182,9 @@ void SipService::SetRoutingGroups(RoutingGroupMap map) {
 bool SipService::ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& transaction) {
   if (routing_.live_servers().size() < 2) return false;  // alone (or not yet routing): serve everything
   const sip::SipMessage& request = transaction->request();
-  auto aor = RoutingAorOf(request, domain_);
-  if (!aor) return false;
-  const std::string& owner = routing_.OwnerOfUser(*aor);
+  auto routed = RoutingAorOf(request, domain_);
+  if (!routed) return false;
+  const std::string& owner = routing_.OwnerOfUser(routed->aor);
   if (owner.empty() || owner == self_id_) return false;
   auto peer = std::find_if(peers_.begin(), peers_.end(), [&](const PoolPeer& p) { return p.id == owner; });
   if (peer == peers_.end()) return false;
@@ -175,11 +195,19 @@ bool SipService::ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& t
       })) {
     return false;
   }
+  forwarded_->Increment();
+  Proxy(transaction, peer->target);
+  return true;
+}
+
+void SipService::Proxy(const std::shared_ptr<sip::ServerTransaction>& transaction, const sip::RequestTarget& target,
+                       std::function<bool(const sip::SipMessage& response)> retry) {
+  const sip::SipMessage& request = transaction->request();
   int hops = request.MaxForwards().value_or(70);
   if (hops <= 0) {
     too_many_hops_->Increment();
     transaction->Respond(483, "Too Many Hops");
-    return true;
+    return;
   }
   sip::SipMessage forwarded = request;
   forwarded.SetHeader(sip::HeaderId::kMaxForwards, std::to_string(hops - 1));
@@ -191,13 +219,104 @@ bool SipService::ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& t
   if (request.method_id() == sip::Method::kSubscribe && request.ToTag().empty()) {
     forwarded.PrependHeader(sip::HeaderId::kRecordRoute, fmt::format("<sip:{};lr>", transport_.SentBy()));
   }
-  forwarded_->Increment();
-  uac_.Send(std::move(forwarded), peer->target, [transaction](const sip::SipMessage& response) {
+  uac_.Send(std::move(forwarded), target, [transaction, retry = std::move(retry)](const sip::SipMessage& response) {
+    if (retry && retry(response)) return;
     sip::SipMessage relayed = response;
     relayed.RemoveTopValue(sip::HeaderId::kVia);  // ours; the client's is next
     transaction->Respond(std::move(relayed));
   });
+}
+
+bool SipService::RouteToServingPool(const std::shared_ptr<sip::ServerTransaction>& transaction) {
+  if (replica_ == nullptr) return false;
+  // Every request sees the newest routing this server has (a pointer check when it
+  // did not change): a user failed over elsewhere is never served here in between.
+  if (pool_routing_.Update(replica_->Current())) DropUsersServedElsewhere();
+  if (!pool_routing_.HasOtherPools()) return false;
+  const sip::SipMessage& request = transaction->request();
+  auto routed = RoutingAorOf(request, domain_);
+  if (!routed) return false;
+  auto user = store_.FindUser(routed->user, routed->host);
+  // Unknown here (404 as usual) or a store error (the handler reports it).
+  if (!user || !user->has_value()) return false;
+  const PoolSpec* serving = pool_routing_.ServingPoolOf((*user)->home_pool);
+  if (serving == nullptr) return false;
+  if (serving == &PoolRoutingView::kMissingPool || serving->servers.empty() ||
+      CrossedFromAnotherPool(request, *pool_routing_.topology(), pool_routing_.own_pool())) {
+    // Routing views differ for a moment (a document not yet everywhere), or the
+    // state names a pool we do not know: refuse rather than serve a user we are
+    // fenced from, or send the request back where it came from.
+    routing_conflicts_->Increment();
+    sip::SipMessage response = sip::BuildResponse(request, 503, "Service Unavailable");
+    response.AddHeader(sip::HeaderId::kRetryAfter, "5");
+    transaction->Respond(std::move(response));
+    return true;
+  }
+  if (request.method_id() == sip::Method::kRegister) {
+    // No binding here: the client registers with the serving pool (RFC 3261 §21.3.2).
+    redirected_->Increment();
+    sip::SipMessage response = sip::BuildResponse(request, 301, "Moved Permanently");
+    for (const std::string& contact : RedirectContactsOf(*serving, routed->user, transaction->source().protocol)) {
+      response.AddHeader(sip::HeaderId::kContact, contact);
+    }
+    transaction->Respond(std::move(response));
+    return true;
+  }
+  pool_proxied_->Increment();
+  // The same user goes to the same server of that pool first (fewer hops inside it
+  // when its owner is stable); the others are the fallbacks.
+  ProxyToPool(transaction, *serving, std::hash<std::string>{}(routed->aor) % serving->servers.size(), 0);
   return true;
+}
+
+void SipService::ProxyToPool(const std::shared_ptr<sip::ServerTransaction>& transaction, const PoolSpec& pool,
+                             size_t first_server, size_t attempt) {
+  const size_t count = pool.servers.size();
+  auto now = std::chrono::steady_clock::now();
+  // The first server from `first_server + attempt` on that is not known unreachable;
+  // when all are, the one in turn (something must be tried).
+  size_t chosen = (first_server + attempt) % count;
+  for (size_t i = attempt; i < count; ++i) {
+    const ServerSpec& candidate = pool.servers[(first_server + i) % count];
+    auto down = unreachable_until_.find(candidate.id);
+    if (down == unreachable_until_.end() || down->second <= now) {
+      chosen = (first_server + i) % count;
+      attempt = i;
+      break;
+    }
+  }
+  const ServerSpec& server = pool.servers[chosen];
+  std::string address = server.address;
+  if (address.size() > 2 && address.front() == '[') address = address.substr(1, address.size() - 2);
+  // Between servers UDP, as inside the pool: the response comes back to our port.
+  sip::RequestTarget target{sip::TransportProtocol::kUdp, address, server.sip_port};
+  Proxy(transaction, target, [this, transaction, pool_fqdn = pool.fqdn, server_id = server.id, first_server,
+                              attempt](const sip::SipMessage& response) {
+    int status = response.status_code();
+    // No answer at all (Timer F): skip that server for a while. The client has given
+    // up on this request already, so it is relayed, not retried.
+    if (status == 408) unreachable_until_[server_id] = std::chrono::steady_clock::now() + kUnreachableFor;
+    // A 503 (the send failed, or that server is busy) may be tried on the next
+    // server of the pool (RFC 3261 §16.7), each at most once.
+    const PoolSpec* pool = pool_routing_.topology() ? pool_routing_.topology()->FindPool(pool_fqdn) : nullptr;
+    if (status != 503 || pool == nullptr || attempt + 1 >= pool->servers.size()) return false;
+    ProxyToPool(transaction, *pool, first_server, attempt + 1);
+    return true;
+  });
+}
+
+void SipService::DropUsersServedElsewhere() {
+  size_t dropped = bindings_.RemoveUsersIf([this](std::string_view aor) {
+    // "sip:user@host", as the registrar keys bindings.
+    size_t at = aor.rfind('@');
+    if (!aor.starts_with("sip:") || at == std::string_view::npos) return false;
+    auto user = store_.FindUser(std::string(aor.substr(4, at - 4)), std::string(aor.substr(at + 1)));
+    return user && user->has_value() && !pool_routing_.ServesHomePool((*user)->home_pool);
+  });
+  if (dropped > 0) {
+    spdlog::info("SIP: routing epoch {}: dropped the registrations of {} users another pool now serves",
+                 pool_routing_.routing_epoch(), dropped);
+  }
 }
 
 void SipService::ScheduleSweep() {
@@ -237,6 +356,7 @@ void SipService::OnRequest(const std::shared_ptr<sip::ServerTransaction>& transa
     if (method_index < requests_by_method_.size()) requests_by_method_[method_index] = counter;
   }
   counter->Increment();
+  if (RouteToServingPool(transaction)) return;
   if (ForwardToOwner(transaction)) return;
   switch (request.method_id()) {
     case sip::Method::kRegister:

@@ -12,6 +12,14 @@
 // authenticates (digest nonces are valid pool-wide), so the proxy never challenges.
 // A request that a pool peer forwarded is always served here: never a second hop.
 //
+// Between pools (DR routing, server/pool_routing.h): before that, a request for a
+// user whose home pool is served by another pool (the CMS routing state, newest
+// routing epoch only) is not served here even if the user is in our store (the
+// partner's users are): a REGISTER gets 301 with the serving pool's servers as
+// Contacts, anything else is proxied to a server of the serving pool the same way,
+// which proxies on to the owner there. A request that already crossed from another
+// pool never crosses again (503 while the two pools' routing views differ).
+//
 // Thread-safety: Start/Stop from the owning thread; the rest runs on the SIP thread.
 #pragma once
 
@@ -19,18 +27,21 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "auth/authenticator.h"
+#include "cms/cms_replica.h"
 #include "im/message_service.h"
 #include "presence/presence_service.h"
 #include "common/metrics.h"
 #include "registrar/binding_table.h"
 #include "registrar/registrar.h"
 #include "pool/routing_group_map.h"
+#include "server/pool_routing.h"
 #include "store/store.h"
 #include "topology/topology.h"
 #include "transport/sip_transport.h"
@@ -67,6 +78,9 @@ class SipService {
   // SIP thread, in order). Until the first call every request is served here.
   void SetRoutingGroups(RoutingGroupMap map);
   void SetPoolPeers(std::vector<PoolPeer> peers);  // before Start
+  // Routing between pools follows the CMS routing state in `replica` (borrowed; set
+  // before Start). Without it every user in the store is served here.
+  void SetCmsReplica(const CmsReplica& replica) { replica_ = &replica; }
 
   // The soft state, for write-back and takeover (thread-safe tables).
   BindingTable& bindings() { return bindings_; }
@@ -76,6 +90,20 @@ class SipService {
   void OnRequest(const std::shared_ptr<sip::ServerTransaction>& transaction);
   // Proxies the request to the pool peer owning its user; false to serve it here.
   bool ForwardToOwner(const std::shared_ptr<sip::ServerTransaction>& transaction);
+  // Redirects or proxies a request whose user another pool serves; false to serve
+  // it in this pool.
+  bool RouteToServingPool(const std::shared_ptr<sip::ServerTransaction>& transaction);
+  // Proxies to a server of `pool`: `first_server` (chosen by user) unless it timed
+  // out lately, the next one after a 503.
+  void ProxyToPool(const std::shared_ptr<sip::ServerTransaction>& transaction, const PoolSpec& pool,
+                   size_t first_server, size_t attempt);
+  // The stateful proxy step both of the above share: Max-Forwards (483 at 0), a
+  // Route naming us removed, Record-Route on a dialog-creating SUBSCRIBE, and the
+  // final response relayed with our Via removed — unless `retry` takes it over.
+  void Proxy(const std::shared_ptr<sip::ServerTransaction>& transaction, const sip::RequestTarget& target,
+             std::function<bool(const sip::SipMessage& response)> retry = {});
+  // Forgets the bindings of users this pool no longer serves (routing changed).
+  void DropUsersServedElsewhere();
   void ScheduleSweep();
   void ReleaseMemoryAfterBursts();
 
@@ -104,6 +132,14 @@ class SipService {
   RoutingGroupMap routing_;      // SIP thread only
   Counter* forwarded_;
   Counter* too_many_hops_;
+  Store& store_;
+  const CmsReplica* replica_ = nullptr;  // set before Start
+  PoolRoutingView pool_routing_;         // SIP thread only
+  // Servers of other pools a proxied request could not reach: skipped until then.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> unreachable_until_;
+  Counter* redirected_;
+  Counter* pool_proxied_;
+  Counter* routing_conflicts_;
 };
 
 }  // namespace tandem

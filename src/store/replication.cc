@@ -736,4 +736,8 @@ Result<RowsDigest> DigestRows(Store& store, std::string_view module, std::string
   return digest;
 }
 
+std::string PersistentChangesRefusedKey(std::string_view home_pool) {
+  return fmt::format("dr.refuse_changes.{}", home_pool);
+}
+
 }  // namespace tandem

@@ -472,6 +472,12 @@ class Store {
   virtual Result<int64_t> DeleteExpiredSoftState(std::string_view pool, int64_t now_ms) = 0;
 };
 
+// The setting that, while not empty, refuses persistent changes (user data,
+// conference data, users) for the users homed in `home_pool`, saying why: set on a
+// pool being failed over (until it is failed back) and on a pool failing another's
+// users back. The Backup Service still applies what the partner ships.
+std::string PersistentChangesRefusedKey(std::string_view home_pool);
+
 // The digest of what ScanRows gives for the same arguments (backup verification).
 Result<RowsDigest> DigestRows(Store& store, std::string_view module, std::string_view home_pool,
                               std::string_view key_from, std::string_view key_to);

@@ -12,8 +12,8 @@ namespace tandem {
 
 using nlohmann::json;
 
-HomePoolRouter::HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool)
-    : admin_token_(std::move(admin_token)), replica_(replica), local_pool_(std::move(local_pool)) {}
+HomePoolRouter::HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store)
+    : admin_token_(std::move(admin_token)), replica_(replica), local_pool_(std::move(local_pool)), store_(store) {}
 
 Result<HttpResponse> HomePoolRouter::Forward(const PoolSpec& pool, const HttpRequest& request,
                                              std::chrono::milliseconds timeout) const {
@@ -30,7 +30,17 @@ HttpResponse HomePoolRouter::Route(const HttpRequest& request, const std::option
   if (named != request.query.end() && snapshot.topology->FindPool(named->second) == nullptr) {
     return ApiError(422, fmt::format("pool '{}' is not in the topology", named->second));
   }
-  if (known_home && *known_home == local_pool_) return serve_here();
+  if (known_home && snapshot.document->ServingPoolOf(*known_home) == local_pool_) {
+    if (request.method != "GET" && store_ != nullptr) {
+      auto refused = store_->GetSetting(PersistentChangesRefusedKey(*known_home));
+      if (!refused) return ApiError(503, refused.error().message);
+      if (*refused && !(*refused)->empty()) {
+        return ApiError(409, fmt::format("changes for users of pool {} are refused: {}; nothing changed", *known_home,
+                                         **refused));
+      }
+    }
+    return serve_here();
+  }
   auto relay = [](const Result<HttpResponse>& response) {
     return response ? *response : ApiError(503, response.error().message);
   };
@@ -41,7 +51,7 @@ HttpResponse HomePoolRouter::Route(const HttpRequest& request, const std::option
   }
 
   if (known_home) {
-    const PoolSpec* pool = snapshot.topology->FindPool(*known_home);
+    const PoolSpec* pool = snapshot.topology->FindPool(snapshot.document->ServingPoolOf(*known_home));
     if (pool == nullptr) {
       return ApiError(503, fmt::format("this is homed in pool {}, which is not in the topology", *known_home));
     }

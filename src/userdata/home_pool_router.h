@@ -2,11 +2,15 @@
 // meeting (homed with its organizer) — and the request helpers the user-data and
 // conference routes share (JSON bodies, errors, query parameters).
 //
-// Routing rule, for a request about one subject:
-//   - the subject is homed here (the local store says so): serve it here;
+// Routing rule, for a request about one subject. A pool serves the subjects homed
+// in it, unless a pool failover moved them to its backup pool (the CMS's DR routing
+// state), which then serves them:
+//   - the subject is served here: serve it here, except that a change (any method
+//     but GET) is refused while persistent changes for its home pool are refused
+//     (PersistentChangesRefusedKey: during a pool failover or failback);
 //   - the request names a pool (`pool=FQDN`): that pool answers for itself only —
 //     here if it is this pool (404 if the subject is not homed here), else forwarded;
-//   - the local store knows the subject's home pool: forward there;
+//   - the local store knows the subject's home pool: forward to the pool serving it;
 //   - otherwise ask every other pool in turn (each answering for itself only) and
 //     return the first answer that is not "not homed here".
 // Forwarded requests always carry `pool=<target>`, so they never bounce further.
@@ -27,6 +31,7 @@
 
 #include "admin/http_server.h"
 #include "cms/cms_replica.h"
+#include "store/store.h"
 #include "common/error.h"
 #include "topology/topology.h"
 
@@ -34,7 +39,8 @@ namespace tandem {
 
 class HomePoolRouter {
  public:
-  HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool);
+  // `store` (optional) is the local pool's store, asked whether changes are refused.
+  HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store = nullptr);
 
   const std::string& local_pool() const { return local_pool_; }
   CmsReplica& replica() const { return replica_; }
@@ -60,6 +66,7 @@ class HomePoolRouter {
   const std::string admin_token_;
   CmsReplica& replica_;
   const std::string local_pool_;
+  Store* const store_;
 };
 
 // ---- Request helpers ----------------------------------------------------------------

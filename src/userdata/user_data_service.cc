@@ -51,7 +51,7 @@ Result<std::string> NormalizePrivacyEntry(std::string_view entry) {
 }
 
 UserDataService::UserDataService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool)
-    : store_(store), router_(std::move(admin_token), replica, std::move(local_pool)) {}
+    : store_(store), router_(std::move(admin_token), replica, std::move(local_pool), &store) {}
 
 void UserDataService::RegisterRoutes(HttpServer& http) {
   auto route = [&](const char* method, const char* path, HttpResponse (UserDataService::*handler)(const HttpRequest&)) {

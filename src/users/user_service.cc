@@ -114,10 +114,21 @@ HttpResponse UserService::AddUsers(const HttpRequest& request) {
   if (!body.contains("users") || !body["users"].is_array()) return HttpResponse::Error(400, "field 'users' must be an array");
   std::string pool = body["pool"];
   auto snapshot = replica_.Current();
-  const PoolSpec* target = snapshot.topology->FindPool(pool);
-  if (target == nullptr) return HttpResponse::Error(422, fmt::format("pool '{}' is not in the topology", pool));
-  if (pool != local_pool_) {
+  if (snapshot.topology->FindPool(pool) == nullptr) {
+    return HttpResponse::Error(422, fmt::format("pool '{}' is not in the topology", pool));
+  }
+  // The pool serving the pool's users provisions them (its backup pool while it is
+  // failed over); they stay homed in `pool`.
+  const PoolSpec* target = snapshot.topology->FindPool(snapshot.document->ServingPoolOf(pool));
+  if (target == nullptr) return HttpResponse::Error(503, fmt::format("the pool serving {} is not in the topology", pool));
+  if (target->fqdn != local_pool_) {
     return Relay(CallAnyServerOf(*target, "POST", "/users", request.body, {.token = admin_token_}));
+  }
+  auto refused = store_.GetSetting(PersistentChangesRefusedKey(pool));
+  if (!refused) return HttpResponse::Error(503, refused.error().message);
+  if (*refused && !(*refused)->empty()) {
+    return HttpResponse::Error(409, fmt::format("users of pool {} cannot be added now: {}; nothing changed", pool,
+                                                **refused));
   }
 
   std::vector<UserRecord> users;

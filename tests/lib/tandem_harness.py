@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -130,6 +131,36 @@ def processes_mentioning(text):
         if text in cmdline and is_running(int(entry)):
             found.append(int(entry))
     return found
+
+
+class AcknowledgedWrites(threading.Thread):
+    """Calls write(n) for n = 0, 1, ... (at most `limit` times) until stopped, and keeps
+    every n whose write returned True: the writes a server acknowledged. A write that
+    raises OSError (server down) or returns False is not acknowledged; the stream then
+    pauses `pause` s, so an outage is not a busy loop."""
+
+    def __init__(self, write, limit=100000, pause=0.01):
+        super().__init__(daemon=True)
+        self.write, self.limit, self.pause = write, limit, pause
+        self.acknowledged = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        for n in range(self.limit):
+            if self.stopping.is_set():
+                return
+            try:
+                acknowledged = self.write(n)
+            except OSError:
+                acknowledged = False
+            if acknowledged:
+                self.acknowledged.append(n)
+            else:
+                self.stopping.wait(self.pause)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(30)
 
 
 class Deployment:

