@@ -504,6 +504,7 @@ json CmsAgent::StatusJson() const {
               {"published_at_ms", snapshot.document->published_at_ms},
               {"master_pool", snapshot.master_pool()},
               {"master_epoch", snapshot.document->master_epoch},
+              {"routing_epoch", snapshot.document->routing_epoch},
               {"is_master_pool", IsMasterPool(snapshot)}};
   // Kept in this pool's store: shown by every server of the pool.
   auto read_only = store_.GetSetting(kCmsReadOnlySetting);

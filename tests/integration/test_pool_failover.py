@@ -118,6 +118,64 @@ class PoolFailoverTest(unittest.TestCase):
         wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
                    what="backup verify consistent after failback")
 
+    def test_disaster_failover_accounts_for_what_it_loses_and_fences_the_returning_pool(self):
+        d = self.d
+        owner = "sip:a1@example.com"
+        self.assertTrue(add_contact(d, "p1fe1", owner, "sip:shipped@example.com"))
+        wait_until(lambda: "sip:shipped@example.com" in contacts_in(d, "pool2.db", owner), what="first write copied")
+        # Writes pool1 acknowledges but never ships: its Backup Service is stopped.
+        d.tandem("service", "stop", "backup", "--pool", POOL1, check=True)
+        unshipped = [f"sip:unshipped{i}@example.com" for i in range(3)]
+        for contact in unshipped:
+            self.assertTrue(add_contact(d, "p1fe1", owner, contact))
+        pool1_pids = [s["pid"] for s in d.state()["servers"] if s["pool"] == POOL1]
+        for pid in pool1_pids:
+            os.kill(pid, signal.SIGSTOP)  # the site is lost
+        resumed = False
+        try:
+            # Through pool2's servers only (pool1's hang).
+            p2 = ["--admin", d.server("p2fe1")["admin_url"], "--token-file", os.path.join(d.data_dir, "admin.token")]
+            refused = d.tandem(*p2, "pool", "failover", "--pool", POOL1, "--disaster")
+            self.assertNotEqual(refused.returncode, 0)
+            self.assertIn("fail the CMS over", refused.stderr)
+            cms = d.tandem(*p2, "cms", "failover", "--force")
+            self.assertEqual(cms.returncode, 0, cms.stdout + cms.stderr)
+            failover = d.tandem(*p2, "--json", "pool", "failover", "--pool", POOL1, "--disaster")
+            self.assertEqual(failover.returncode, 0, failover.stdout + failover.stderr)
+            report = json.loads(failover.stdout)
+            self.assertTrue(report["disaster"])
+            self.assertIn("user", report["applied_seq"])
+            self.assertIn("user", report["lost_after_seconds"])
+            # pool2 serves a1 with the data it had, and takes new writes for it.
+            self.assertIn("sip:shipped@example.com", contacts_in(d, "pool2.db", owner))
+            self.assertTrue(add_contact(d, "p2fe1", owner, "sip:during@example.com"))
+            for pid in pool1_pids:
+                os.kill(pid, signal.SIGCONT)
+            resumed = True
+        finally:
+            if not resumed:
+                for pid in pool1_pids:
+                    os.kill(pid, signal.SIGCONT)
+        # The returning pool is fenced: it learns the newer routing and serves a1 no more.
+        serving_view = d.status("p2fe1")["cms"]
+        wait_until(lambda: all((d.status(s) or {}).get("cms", {}).get("routing_epoch") == serving_view["routing_epoch"]
+                               for s in ("p1fe1", "p1fe2")),
+                   timeout=20, what="pool1's servers learning the new routing")
+        self.assertTrue(add_contact(d, "p1fe1", owner, "sip:after@example.com"))  # forwarded to pool2
+        self.assertNotIn("sip:after@example.com", contacts_in(d, "pool1.db", owner))
+        wait_until(lambda: "sip:after@example.com" in contacts_in(d, "pool2.db", owner), what="served by pool2")
+        # What pool1 accepted and never shipped is divergent, exactly those writes, and
+        # never shipped over pool2's data even with its Backup Service started again.
+        d.tandem("service", "start", "backup", "--pool", POOL1, check=True)
+
+        def divergent():
+            status = json.loads(d.tandem("--json", "backup", "status", "--pool", POOL1, check=True).stdout)
+            user = next(m for m in status["directions"][0]["modules"] if m["module"] == "user")
+            return user.get("divergent_records")
+        wait_until(lambda: divergent() == len(unshipped), timeout=20, what="the unshipped writes shown as divergent")
+        for contact in unshipped:
+            self.assertNotIn(contact, contacts_in(d, "pool2.db", owner))
+
 
 if __name__ == "__main__":
     unittest.main()
