@@ -56,6 +56,9 @@ void BackupService::RegisterRoutes(HttpServer& http) {
   http.Route("POST", "/backup/sync", [this](const HttpRequest& r) { return Sync(r); });
   http.Route("POST", "/backup/service", [this](const HttpRequest& r) { return Service(r); });
   http.Route("POST", "/backup/verify", [this](const HttpRequest& r) { return Verify(r); });
+  http.Route("POST", "/backup/set-aside", [this](const HttpRequest& r) { return SetAside(r); });
+  http.Route("POST", "/backup/resend", [this](const HttpRequest& r) { return Resend(r); });
+  http.Route("GET", "/backup/divergent", [this](const HttpRequest& r) { return Divergent(r); });
   constexpr auto kSigned = HttpServer::Access::kPublic;  // authenticated by the pairing signature instead
   http.Route("GET", "/backup/view", [this](const HttpRequest& r) { return View(r); }, kSigned);
   http.Route("POST", "/backup/verify_source", [this](const HttpRequest& r) { return VerifySource(r); }, kSigned);
@@ -206,6 +209,42 @@ HttpResponse BackupService::Verify(const HttpRequest& request) {
                                                 {"consistent", consistent},
                                                 {"results", results}}
                                      .dump());
+}
+
+HttpResponse BackupService::SetAside(const HttpRequest& request) {
+  HttpResponse forwarded;
+  auto pairing = LocalPairingFor(request, &forwarded);
+  if (!pairing) return pairing.error();
+  auto count = SetAsideDivergentRecords(store_, *pairing, NowUnixMillis());
+  if (!count) return HttpResponse::Error(503, count.error().message);
+  if (*count > 0) spdlog::warn("backup: set aside {} divergent records of pool {}", *count, pairing->local->fqdn);
+  return HttpResponse::Json(200, nlohmann::json{{"pool", pairing->local->fqdn}, {"set_aside", *count}}.dump());
+}
+
+HttpResponse BackupService::Resend(const HttpRequest& request) {
+  HttpResponse forwarded;
+  auto pairing = LocalPairingFor(request, &forwarded);
+  if (!pairing) return pairing.error();
+  std::string home = Param(request, "home");
+  if (home != pairing->partner->fqdn) {
+    return HttpResponse::Error(400, fmt::format("home must be the paired pool {}", pairing->partner->fqdn));
+  }
+  if (auto sent = shipper_.ResendRowsHomedIn(home); !sent) return HttpResponse::Error(503, sent.error().message);
+  return HttpResponse::Json(200, nlohmann::json{{"pool", pairing->local->fqdn}, {"resent_home", home}}.dump());
+}
+
+HttpResponse BackupService::Divergent(const HttpRequest& request) {
+  HttpResponse forwarded;
+  auto pairing = LocalPairingFor(request, &forwarded);
+  if (!pairing) return pairing.error();
+  nlohmann::json records = nlohmann::json::object();
+  for (std::string_view module : {kUserModule, kConferenceModule}) {
+    auto kept = store_.GetSetting(DivergentRecordsSettingKey(module));
+    if (!kept) return HttpResponse::Error(503, kept.error().message);
+    nlohmann::json list = nlohmann::json::parse(kept->value_or("[]"), nullptr, false);
+    records[std::string(module)] = list.is_array() ? list : nlohmann::json::array();
+  }
+  return HttpResponse::Json(200, nlohmann::json{{"pool", pairing->local->fqdn}, {"divergent", records}}.dump());
 }
 
 HttpResponse BackupService::VerifySource(const HttpRequest& request) {

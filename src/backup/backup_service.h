@@ -7,6 +7,9 @@
 //   POST /backup/sync?pool=P&module=M   the heads to wait for (the CLI polls status)
 //   POST /backup/service?pool=P&action=start|stop
 //   POST /backup/verify?pool=P&module=M
+//   POST /backup/set-aside?pool=P       divergent records out of the way (failback)
+//   POST /backup/resend?pool=P&home=H   a snapshot of H-homed rows to H (failback)
+//   GET  /backup/divergent?pool=P       the records set aside, to export
 // A request naming another pool is forwarded to it. Between paired pools (signed
 // with the pairing secret, no admin token): GET /backup/view (a pool's own view),
 // POST /backup/verify_source (verify the rows the answering pool is the source of).
@@ -55,6 +58,9 @@ class BackupService {
   HttpResponse Service(const HttpRequest& request);
   HttpResponse Verify(const HttpRequest& request);
   HttpResponse VerifySource(const HttpRequest& request);
+  HttpResponse SetAside(const HttpRequest& request);
+  HttpResponse Resend(const HttpRequest& request);
+  HttpResponse Divergent(const HttpRequest& request);
   Result<std::string> SecretFor(const Pairing& pairing) const;
 
   const BackupServiceOptions options_;

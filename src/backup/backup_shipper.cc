@@ -19,6 +19,8 @@ std::string InitialSyncSettingKey(std::string_view partner_pool, std::string_vie
   return fmt::format("backup.initial_sync.{}.{}", partner_pool, module);
 }
 
+std::string SkipThroughSettingKey(std::string_view module) { return fmt::format("backup.skip_through.{}", module); }
+
 std::string BackupLeaseName(std::string_view pool) { return fmt::format("backup:{}", pool); }
 
 BackupShipper::BackupShipper(ShipperOptions options, Store& store, CmsReplica& replica, MetricsRegistry& metrics,
@@ -175,9 +177,14 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     // what it had acknowledged (its copy was restored or rebuilt), or was cut off in
     // the middle of a snapshot.
     // Never while another pool serves this pool's users: its copy is the truth then.
-    if (!pairing.served_elsewhere &&
-        (snapshot_in_progress > 0 || applied < acked || (applied == 0 && head->seq > 0))) {
-      auto snapshot_seq = SendSnapshot(pairing, secret, module);
+    auto skip_setting = store_.GetSetting(SkipThroughSettingKey(module));
+    if (!skip_setting) return std::unexpected(skip_setting.error());
+    int64_t skip_through = skip_setting->has_value() ? std::atoll((*skip_setting)->c_str()) : 0;
+    // Acknowledged beyond what the partner holds means it lost part of its copy,
+    // unless that part is what was set aside as divergent.
+    bool lost_copy = applied < acked && acked > skip_through;
+    if (!pairing.served_elsewhere && (snapshot_in_progress > 0 || lost_copy || (applied == 0 && head->seq > 0))) {
+      auto snapshot_seq = SendSnapshot(pairing, secret, module, pairing.local->fqdn);
       if (!snapshot_seq) return std::unexpected(snapshot_seq.error());
       applied = *snapshot_seq;
     }
@@ -190,8 +197,8 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
 }
 
 Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::string& secret,
-                                            const std::string& module) {
-  spdlog::info("backup: initial sync of {} to {} starts", module, pairing.partner->fqdn);
+                                            const std::string& module, const std::string& home_pool) {
+  spdlog::info("backup: initial sync of {} homed in {} to {} starts", module, home_pool, pairing.partner->fqdn);
   auto head_before = store_.ModuleHead(module);
   if (!head_before) return std::unexpected(head_before.error());
   int64_t rows_sent = 0;
@@ -201,7 +208,7 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
     EncodedBody body = EncodeRows(rows);
     auto applied = CallPartner(pairing, secret, "POST", "/backup/snapshot",
                                {{"module", module},
-                                {"home_pool", pairing.local->fqdn},
+                                {"home_pool", home_pool},
                                 {"snapshot_seq", std::to_string(snapshot_seq)},
                                 {"first", first ? "1" : "0"},
                                 {"last", last ? "1" : "0"},
@@ -216,7 +223,7 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
   // Chunks sent during the scan carry the head seen before it (a lower bound); the
   // last one carries the head of the scan's own consistent read, from which the
   // partner resumes.
-  auto snapshot_seq = store_.ScanRows(module, pairing.local->fqdn, "", "", options_.snapshot_chunk_rows,
+  auto snapshot_seq = store_.ScanRows(module, home_pool, "", "", options_.snapshot_chunk_rows,
                                       [&](std::vector<ReplicatedRow>&& rows) {
                                         return send_chunk(rows, std::max<int64_t>(head_before->seq, 1), false);
                                       });
@@ -228,16 +235,34 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
   return *snapshot_seq;
 }
 
+Status BackupShipper::ResendRowsHomedIn(const std::string& home_pool) {
+  auto cms = replica_.Current();
+  auto pairing = PairingOf(cms.topology, options_.pool, *cms.document);
+  if (!pairing) return std::unexpected(pairing.error());
+  auto secret = LoadOrCreatePairingSecret(options_.data_dir, pairing->local->fqdn, pairing->partner->fqdn);
+  if (!secret) return std::unexpected(secret.error());
+  for (std::string_view module : {kUserModule, kConferenceModule}) {
+    if (auto sent = SendSnapshot(*pairing, *secret, std::string(module), home_pool); !sent) {
+      return std::unexpected(sent.error());
+    }
+  }
+  return OkStatus();
+}
+
 Status BackupShipper::SendBatches(const Pairing& pairing, const std::string& secret, const std::string& module,
                                   int64_t& cursor) {
   const std::string& partner = pairing.partner->fqdn;
   std::string labels = fmt::format("direction=\"export\",partner=\"{}\",module=\"{}\"", partner, module);
   Counter* batches = metrics_.GetCounter("tandem_backup_batches_total", "Backup batches shipped or applied", labels);
   Counter* bytes = metrics_.GetCounter("tandem_backup_bytes_total", "Compressed backup bytes shipped or applied", labels);
+  auto skip_setting = store_.GetSetting(SkipThroughSettingKey(module));
+  if (!skip_setting) return std::unexpected(skip_setting.error());
+  const int64_t skip_through = skip_setting->has_value() ? std::atoll((*skip_setting)->c_str()) : 0;
   // Ship until caught up, but give the other modules a turn now and then.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (std::chrono::steady_clock::now() < deadline) {
-    auto changes = store_.ReadModuleChanges(module, cursor, options_.batch_records);
+    // Records set aside as divergent (failback after a disaster failover) never ship.
+    auto changes = store_.ReadModuleChanges(module, std::max(cursor, skip_through), options_.batch_records);
     if (!changes) return std::unexpected(changes.error());
     if (pairing.served_elsewhere) {
       // What this pool accepted after the partner took its users over is divergent:

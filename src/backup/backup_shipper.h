@@ -50,6 +50,8 @@ std::string ExportErrorSettingKey(std::string_view partner_pool, std::string_vie
 // Rows of an initial sync sent so far ("" when none is under way).
 std::string InitialSyncSettingKey(std::string_view partner_pool, std::string_view module);
 std::string BackupLeaseName(std::string_view pool);
+// Records of the module up to this sequence never ship (set aside as divergent).
+std::string SkipThroughSettingKey(std::string_view module);
 
 class BackupShipper {
  public:
@@ -67,12 +69,19 @@ class BackupShipper {
 
   bool HoldsLease() const;
 
+  // Sends the partner a snapshot of the user and conference rows homed in
+  // `home_pool` (the partner's own users, served here during a disaster failover):
+  // at failback they replace the partner's divergent rows. Any thread; blocks.
+  Status ResendRowsHomedIn(const std::string& home_pool);
+
  private:
   void Loop();
   Status ShipOnce();
   bool HoldLease();
   Status ShipModule(const Pairing& pairing, const std::string& secret, const std::string& module);
-  Result<int64_t> SendSnapshot(const Pairing& pairing, const std::string& secret, const std::string& module);
+  // Sends every row of `module` homed in `home_pool` (normally the local pool).
+  Result<int64_t> SendSnapshot(const Pairing& pairing, const std::string& secret, const std::string& module,
+                               const std::string& home_pool);
   Status SendBatches(const Pairing& pairing, const std::string& secret, const std::string& module, int64_t& cursor);
   void RecordError(const std::string& partner, const std::string& module, const std::string& reason);
   void UpdateLagGauges(const Pairing& pairing);

@@ -60,10 +60,49 @@ Result<nlohmann::json> ExportView(Store& store, const Pairing& pairing, const st
                       {"applied_seq", applied},        {"lag_seconds", lag_seconds}, {"last_error", error}};
   if (!initial_sync.empty()) view["initial_sync_rows_sent"] = std::atoll(initial_sync.c_str());
   if (divergent > 0) view["divergent_records"] = divergent;
+  nlohmann::json set_aside = nlohmann::json::parse(SettingOr(store, DivergentRecordsSettingKey(module), "[]"), nullptr,
+                                                   false);
+  if (set_aside.is_array() && !set_aside.empty()) view["divergent_set_aside"] = set_aside.size();
   return view;
 }
 
 }  // namespace
+
+std::string DivergentRecordsSettingKey(std::string_view module) {
+  return fmt::format("backup.divergent.{}", module);
+}
+
+Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms) {
+  if (!pairing.served_elsewhere) return 0;
+  int64_t set_aside = 0;
+  for (std::string_view module : {kUserModule, kConferenceModule}) {
+    std::string key = DivergentRecordsSettingKey(module);
+    nlohmann::json kept = nlohmann::json::parse(SettingOr(store, key, "[]"), nullptr, false);
+    if (!kept.is_array()) kept = nlohmann::json::array();
+    int64_t cursor = DivergenceCutoff(*pairing.served_elsewhere, module);
+    for (int page = 0; page < 10000; ++page) {
+      auto records = store.ReadModuleChanges(module, cursor, 1000);
+      if (!records) return std::unexpected(records.error());
+      if (records->empty()) break;
+      for (const ChangeRecord& r : *records) {
+        kept.push_back({{"seq", r.seq}, {"at_ms", r.at_ms}, {"home_pool", r.home_pool}, {"key", r.key},
+                        {"op", r.op}, {"payload", r.payload}});
+        cursor = r.seq;
+        ++set_aside;
+      }
+    }
+    // Saved first, then marked never to ship, then acknowledged (pruned): a crash in
+    // between may save them twice, never loses them.
+    if (auto saved = store.SetSetting(key, kept.dump()); !saved) return std::unexpected(saved.error());
+    if (auto skipped = store.SetSetting(SkipThroughSettingKey(module), std::to_string(cursor)); !skipped) {
+      return std::unexpected(skipped.error());
+    }
+    if (auto marked = store.RecordExportAck(pairing.partner->fqdn, module, cursor, now_ms); !marked) {
+      return std::unexpected(marked.error());
+    }
+  }
+  return set_aside;
+}
 
 Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std::chrono::milliseconds sync_interval,
                                        int64_t now_ms) {
@@ -128,6 +167,7 @@ nlohmann::json ModuleEntry(const std::string& module, const nlohmann::json& expo
   if (!error.empty()) entry["last_error"] = error;
   if (exported.contains("initial_sync_rows_sent")) entry["initial_sync_rows_sent"] = exported["initial_sync_rows_sent"];
   if (exported.contains("divergent_records")) entry["divergent_records"] = exported["divergent_records"];
+  if (exported.contains("divergent_set_aside")) entry["divergent_set_aside"] = exported["divergent_set_aside"];
   return entry;
 }
 

@@ -24,6 +24,16 @@
 
 namespace tandem {
 
+// The settings key holding the divergent records of `module` set aside (a JSON array).
+std::string DivergentRecordsSettingKey(std::string_view module);
+
+// For a pool returning after a disaster failover, before it is failed back: moves
+// the records it accepted after the partner took its users over (divergent: the
+// partner never got them) out of the change log into DivergentRecordsSettingKey,
+// where they stay to be exported, and marks them as never to ship. Returns how
+// many were set aside.
+Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms);
+
 Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std::chrono::milliseconds sync_interval,
                                        int64_t now_ms);
 

@@ -163,6 +163,14 @@ void AddBackupCommands(CLI::App& app, ConnectionOptions& connection, bool& as_js
     }
   });
 
+  auto* divergent = backup->add_subcommand(
+      "divergent", "export (JSON) the changes a pool accepted that its backup pool never got (disaster failover)");
+  static std::string divergent_pool;
+  divergent->add_option("--pool", divergent_pool, "FQDN of the pool")->required();
+  divergent->callback([&connection] {
+    std::printf("%s\n", CallJson(connection, "GET", "/backup/divergent?" + PoolQuery(divergent_pool)).dump(2).c_str());
+  });
+
   auto* verify = backup->add_subcommand("verify", "compare the pool's data with its copy on the paired pool");
   static std::string verify_pool, verify_module = "all";
   verify->add_option("--pool", verify_pool, "FQDN of the pool")->required();

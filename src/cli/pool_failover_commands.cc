@@ -168,6 +168,15 @@ void Failback(const ConnectionOptions& connection, const std::string& pool, bool
   if (!disaster) {
     RefuseChanges(connection, serving, pool, true, fmt::format("pool {}'s users are being failed back", pool));
     log.Step(fmt::format("{} refuses persistent changes for {}'s users", serving, pool));
+    if (plan.value("failed_over_in_disaster_mode", false)) {
+      // What the pool accepted that the serving pool never got is set aside (to be
+      // exported, never merged), and its rows are replaced by the serving pool's.
+      json set_aside = CallJson(connection, "POST", fmt::format("/backup/set-aside?pool={}", Q(pool)));
+      log.Step(fmt::format("{} set aside {} divergent records (`tandem backup divergent --pool {}` exports them)",
+                           pool, set_aside["set_aside"].dump(), pool));
+      CallJson(connection, "POST", fmt::format("/backup/resend?pool={}&home={}", Q(serving), Q(pool)));
+      log.Step(fmt::format("{} sent {} every row of its users as it holds them", serving, pool));
+    }
     json drained;
     try {
       drained = Drain(connection, serving, timeout);

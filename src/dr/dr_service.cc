@@ -39,8 +39,11 @@ HttpResponse DrService::Check(const HttpRequest& request) {
   std::string partner = update.action == RoutingUpdate::Action::kFailover
                             ? pool->backup_pool.value_or("")
                             : snapshot.document->ServingPoolOf(update.pool);
+  auto routed = snapshot.document->routing.find(update.pool);
   return HttpResponse::Json(200, nlohmann::json{{"pool", update.pool},
                                                 {"partner", partner},
+                                                {"failed_over_in_disaster_mode",
+                                                 routed != snapshot.document->routing.end() && routed->second.disaster},
                                                 {"cms_master", snapshot.master_pool()},
                                                 {"routing_epoch", snapshot.document->routing_epoch},
                                                 {"cms_version", snapshot.document->version}}

@@ -115,8 +115,12 @@ class PoolFailoverTest(unittest.TestCase):
         # Everything acknowledged, before, during and after, is home; the copy agrees.
         home = contacts_in(d, "pool1.db", "sip:a0@example.com")
         self.assertEqual(set(writer.acknowledged) - home, set())
-        wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
-                   what="backup verify consistent after failback")
+        try:
+            wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
+                       what="backup verify consistent after failback")
+        except AssertionError:
+            result = d.tandem("backup", "verify", "--pool", POOL1)
+            self.fail(result.stdout + result.stderr)
 
     def test_disaster_failover_accounts_for_what_it_loses_and_fences_the_returning_pool(self):
         d = self.d
@@ -175,6 +179,27 @@ class PoolFailoverTest(unittest.TestCase):
         wait_until(lambda: divergent() == len(unshipped), timeout=20, what="the unshipped writes shown as divergent")
         for contact in unshipped:
             self.assertNotIn(contact, contacts_in(d, "pool2.db", owner))
+
+        # Failback: the divergent writes are set aside (exported, not merged), pool1's
+        # rows become pool2's, and the change made during the failover comes home.
+        failback = d.tandem("pool", "failback", "--pool", POOL1)
+        self.assertEqual(failback.returncode, 0, failback.stdout + failback.stderr + d.logs())
+        self.assertIn("set aside 3 divergent records", failback.stdout)
+        exported = json.loads(d.tandem("backup", "divergent", "--pool", POOL1, check=True).stdout)
+        self.assertEqual(sorted(json.loads(r["payload"])["contact"] for r in exported["divergent"]["user"]),
+                         sorted(unshipped))
+        home = contacts_in(d, "pool1.db", owner)
+        self.assertIn("sip:during@example.com", home)
+        self.assertIn("sip:after@example.com", home)
+        self.assertEqual(home & set(unshipped), set(), "divergent rows were merged silently")
+        for contact in unshipped:
+            self.assertNotIn(contact, contacts_in(d, "pool2.db", owner))
+        try:
+            wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
+                       what="backup verify consistent after failback")
+        except AssertionError:
+            result = d.tandem("backup", "verify", "--pool", POOL1)
+            self.fail(result.stdout + result.stderr)
 
 
 if __name__ == "__main__":
