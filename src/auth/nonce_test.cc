@@ -159,6 +159,19 @@ TEST(NonceManagerTest, NonceCountReplayIsRejected) {
   EXPECT_EQ(nonces.tracked_count(), 2u);
 }
 
+TEST(NonceManagerTest, RecordCountAfterVerifyChecksAgeAndReplay) {
+  FakeClock clock;
+  NonceManager nonces(Options(), clock);
+  std::string nonce = nonces.Issue(kRealm);
+  NonceManager::Verified verified;
+  ASSERT_EQ(nonces.Verify(nonce, kRealm, &verified), NonceStatus::kValid);
+  EXPECT_EQ(nonces.RecordCount(verified, 1), NonceStatus::kValid);
+  EXPECT_EQ(nonces.RecordCount(verified, 1), NonceStatus::kReplayed);
+  EXPECT_EQ(nonces.VerifyAndRecordCount(nonce, kRealm, 1), NonceStatus::kReplayed) << "one record per nonce";
+  clock.Advance(std::chrono::seconds(301));
+  EXPECT_EQ(nonces.RecordCount(verified, 2), NonceStatus::kStale) << "the age is checked again";
+}
+
 TEST(NonceManagerTest, ExpiredEntriesAreEvicted) {
   FakeClock clock;
   NonceManager nonces(Options(), clock);

@@ -68,8 +68,7 @@ Result<std::string> BackupService::SecretFor(const Pairing& pairing) const {
   return LoadOrCreatePairingSecret(options_.shipper.data_dir, pairing.local->fqdn, pairing.partner->fqdn);
 }
 
-std::expected<Pairing, HttpResponse> BackupService::LocalPairingFor(const HttpRequest& request,
-                                                                    HttpResponse* forwarded) {
+std::expected<Pairing, HttpResponse> BackupService::LocalPairingFor(const HttpRequest& request) {
   auto snapshot = replica_.Current();
   std::string pool = Param(request, "pool", options_.shipper.pool);
   if (pool != options_.shipper.pool) {
@@ -85,8 +84,7 @@ std::expected<Pairing, HttpResponse> BackupService::LocalPairingFor(const HttpRe
     }
     auto answer = CallAnyServerOf(*target, request.method, target_path, request.body,
                                   HttpCallOptions{.token = options_.admin_token, .timeout = std::chrono::minutes(5)});
-    *forwarded = answer ? *answer : HttpResponse::Error(503, answer.error().message);
-    return std::unexpected(*forwarded);
+    return std::unexpected(answer ? *answer : HttpResponse::Error(503, answer.error().message));
   }
   auto pairing = PairingOf(snapshot.topology, pool, *snapshot.document);
   if (!pairing) {
@@ -97,8 +95,7 @@ std::expected<Pairing, HttpResponse> BackupService::LocalPairingFor(const HttpRe
 }
 
 HttpResponse BackupService::Status(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   int64_t now = NowUnixMillis();
   auto interval = replica_.Current().topology->backup_sync_interval;
@@ -123,8 +120,7 @@ HttpResponse BackupService::View(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::Sync(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   auto modules = RequestedModules(request, pairing->export_modules, *pairing);
   if (!modules) return modules.error();
@@ -149,8 +145,7 @@ HttpResponse BackupService::Sync(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::Service(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   std::string action = Param(request, "action");
   if (action != "start" && action != "stop") return HttpResponse::Error(400, "action must be start or stop");
@@ -168,8 +163,7 @@ HttpResponse BackupService::Service(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::Verify(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   std::vector<std::string> all = pairing->export_modules;
   for (const std::string& module : pairing->import_modules) {
@@ -212,8 +206,7 @@ HttpResponse BackupService::Verify(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::SetAside(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   auto count = SetAsideDivergentRecords(store_, *pairing, NowUnixMillis());
   if (!count) return HttpResponse::Error(503, count.error().message);
@@ -222,8 +215,7 @@ HttpResponse BackupService::SetAside(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::Resend(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   std::string home = Param(request, "home");
   if (home != pairing->partner->fqdn) {
@@ -234,8 +226,7 @@ HttpResponse BackupService::Resend(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::Divergent(const HttpRequest& request) {
-  HttpResponse forwarded;
-  auto pairing = LocalPairingFor(request, &forwarded);
+  auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
   nlohmann::json records = nlohmann::json::object();
   for (std::string_view module : {kUserModule, kConferenceModule}) {

@@ -50,8 +50,8 @@ class BackupService {
 
  private:
   // The pairing of the pool a request names (default: this one), or the answer to
-  // send: a forward to that pool's servers, or a refusal.
-  std::expected<Pairing, HttpResponse> LocalPairingFor(const HttpRequest& request, HttpResponse* forwarded);
+  // send instead: that pool's own answer (the request forwarded there), or a refusal.
+  std::expected<Pairing, HttpResponse> LocalPairingFor(const HttpRequest& request);
   HttpResponse Status(const HttpRequest& request);
   HttpResponse View(const HttpRequest& request);
   HttpResponse Sync(const HttpRequest& request);

@@ -80,6 +80,17 @@ class PoolFailoverTest(unittest.TestCase):
                 f.write(f"sip:a{i}@example.com,{POOL1},secret\nsip:b{i}@example.com,{POOL2},secret\n")
         self.d.tandem("user", "import", path, check=True)
 
+    def assert_verified(self):
+        """`tandem backup verify` reports pool1 and its copy consistent (the copy may
+        still be catching up for a moment)."""
+        d = self.d
+        try:
+            wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
+                       what="backup verify consistent after failback")
+        except AssertionError:
+            result = d.tandem("backup", "verify", "--pool", POOL1)
+            self.fail(result.stdout + result.stderr)
+
     def refused(self, *args, expect):
         before = cms_version(self.d, "p2fe1")
         result = self.d.tandem(*args)
@@ -115,12 +126,7 @@ class PoolFailoverTest(unittest.TestCase):
         # Everything acknowledged, before, during and after, is home; the copy agrees.
         home = contacts_in(d, "pool1.db", "sip:a0@example.com")
         self.assertEqual(set(writer.acknowledged) - home, set())
-        try:
-            wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
-                       what="backup verify consistent after failback")
-        except AssertionError:
-            result = d.tandem("backup", "verify", "--pool", POOL1)
-            self.fail(result.stdout + result.stderr)
+        self.assert_verified()
 
     def test_disaster_failover_accounts_for_what_it_loses_and_fences_the_returning_pool(self):
         d = self.d
@@ -194,12 +200,7 @@ class PoolFailoverTest(unittest.TestCase):
         self.assertEqual(home & set(unshipped), set(), "divergent rows were merged silently")
         for contact in unshipped:
             self.assertNotIn(contact, contacts_in(d, "pool2.db", owner))
-        try:
-            wait_until(lambda: d.tandem("backup", "verify", "--pool", POOL1).returncode == 0, timeout=30,
-                       what="backup verify consistent after failback")
-        except AssertionError:
-            result = d.tandem("backup", "verify", "--pool", POOL1)
-            self.fail(result.stdout + result.stderr)
+        self.assert_verified()
 
 
 if __name__ == "__main__":
