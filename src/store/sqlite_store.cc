@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -45,7 +46,17 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   // Other servers of the pool may hold the write lock for a moment; wait rather than fail.
   sqlite3_busy_timeout(db, 10000);
   auto store = std::make_unique<SqliteStore>(db, path);
-  if (auto status = store->Migrate(); !status) return std::unexpected(status.error());
+  // Servers of a pool start together on a fresh file: switching it to WAL and the
+  // first migrations can meet a lock that SQLite reports at once rather than waiting
+  // for (SQLITE_BUSY without the busy handler). Retry, bounded, before giving up.
+  Status migrated = store->Migrate();
+  for (int attempt = 0; !migrated && attempt < 50; ++attempt) {
+    int code = sqlite3_errcode(db) & 0xff;
+    if (code != SQLITE_BUSY && code != SQLITE_LOCKED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + 10 * attempt));
+    migrated = store->Migrate();
+  }
+  if (!migrated) return std::unexpected(migrated.error());
   return std::unique_ptr<Store>(std::move(store));
 }
 
