@@ -73,6 +73,13 @@ class PoolRoutingTest(unittest.TestCase):
             for server, partner in (("p1fe1", POOL1), ("p2fe1", POOL2)):
                 wait_until(lambda: len(cls.users_in_store(server, partner)) == len(USERS),
                            what=f"{server}'s store to hold every user")
+            # Routing groups settle once every server of a pool sees the others live: a
+            # device registered before that may land on an owner about to lose its group.
+            def live(server_id):
+                code, body = cls.d.admin(server_id, "/pool/status?local=1")
+                return json.loads(body).get("live_servers") if code == 200 else None
+            wait_until(lambda: all(live(s) == 2 for s in ("p1fe1", "p1fe2", "p2fe1", "p2fe2")),
+                       what="every server seeing its pool's two servers live")
         except Exception:
             cls.d.close()
             raise
