@@ -159,7 +159,8 @@ def bench_initial_sync(h, users, contacts):
         d.up()
         started = time.monotonic()
         d.tandem("service", "start", "backup", "--pool", POOL1, check=True)
-        synced = d.tandem("backup", "sync", "--pool", POOL1, "--module", "user", "--timeout", "900")
+        synced = h.run_tandem(["backup", "sync", "--pool", POOL1, "--module", "user", "--timeout", "900"], d.data_dir,
+                              timeout=960)
         seconds = time.monotonic() - started
         if synced.returncode != 0:
             print(f"  sync FAILED after {seconds:.1f} s: {synced.stderr.strip()}")
@@ -167,7 +168,7 @@ def bench_initial_sync(h, users, contacts):
         print(f"  initial sync of {users:,} users ({rows:,} rows): {seconds:.1f} s, {rows / seconds:,.0f} rows/s "
               f"(target <= 60 s)")
         started = time.monotonic()
-        verified = d.tandem("backup", "verify", "--pool", POOL1, "--module", "user")
+        verified = h.run_tandem(["backup", "verify", "--pool", POOL1, "--module", "user"], d.data_dir, timeout=900)
         print(f"  verify: {time.monotonic() - started:.1f} s: {verified.stdout.strip() or verified.stderr.strip()}")
     finally:
         d.close()
