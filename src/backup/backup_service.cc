@@ -107,14 +107,22 @@ HttpResponse BackupService::Status(const HttpRequest& request) {
   return HttpResponse::Json(200, CombineBackupViews(*pairing, *local, remote, now).dump());
 }
 
-HttpResponse BackupService::View(const HttpRequest& request) {
+std::expected<std::pair<LinkSender, Pairing>, HttpResponse> BackupService::AuthenticatedPairing(
+    const HttpRequest& request) {
   BatchParams params(request.query.begin(), request.query.end());
   auto sender = link_.Authenticate(request, params, /*module_required=*/false);
-  if (!sender) return sender.error();
+  if (!sender) return std::unexpected(sender.error());
   auto cms = replica_.Current();
   auto pairing = PairingOf(cms.topology, options_.shipper.pool, *cms.document);
-  if (!pairing) return HttpResponse::Error(409, pairing.error().message);
-  auto view = LocalBackupView(store_, *pairing, replica_.Current().topology->backup_sync_interval, NowUnixMillis());
+  if (!pairing) return std::unexpected(HttpResponse::Error(409, pairing.error().message));
+  return std::pair{std::move(*sender), std::move(*pairing)};
+}
+
+HttpResponse BackupService::View(const HttpRequest& request) {
+  auto linked = AuthenticatedPairing(request);
+  if (!linked) return linked.error();
+  const Pairing& pairing = linked->second;
+  auto view = LocalBackupView(store_, pairing, pairing.topology->backup_sync_interval, NowUnixMillis());
   if (!view) return HttpResponse::Error(503, view.error().message);
   return HttpResponse::Json(200, view->dump());
 }
@@ -239,12 +247,10 @@ HttpResponse BackupService::Divergent(const HttpRequest& request) {
 }
 
 HttpResponse BackupService::VerifySource(const HttpRequest& request) {
-  BatchParams params(request.query.begin(), request.query.end());
-  auto sender = link_.Authenticate(request, params, /*module_required=*/false);
-  if (!sender) return sender.error();
-  auto cms = replica_.Current();
-  auto pairing = PairingOf(cms.topology, options_.shipper.pool, *cms.document);
-  if (!pairing) return HttpResponse::Error(409, pairing.error().message);
+  auto linked = AuthenticatedPairing(request);
+  if (!linked) return linked.error();
+  const LinkSender* sender = &linked->first;
+  const Pairing* pairing = &linked->second;
   if (std::find(pairing->export_modules.begin(), pairing->export_modules.end(), sender->module) ==
       pairing->export_modules.end()) {
     return HttpResponse::Error(409, fmt::format("pool {} does not ship '{}'", pairing->local->fqdn, sender->module));

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "admin/http_server.h"
 #include "backup/backup_link_server.h"
@@ -52,6 +53,8 @@ class BackupService {
   // The pairing of the pool a request names (default: this one), or the answer to
   // send instead: that pool's own answer (the request forwarded there), or a refusal.
   std::expected<Pairing, HttpResponse> LocalPairingFor(const HttpRequest& request);
+  // A signed request from the partner pool, and this pool's pairing; or the refusal.
+  std::expected<std::pair<LinkSender, Pairing>, HttpResponse> AuthenticatedPairing(const HttpRequest& request);
   HttpResponse Status(const HttpRequest& request);
   HttpResponse View(const HttpRequest& request);
   HttpResponse Sync(const HttpRequest& request);
