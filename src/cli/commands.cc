@@ -386,6 +386,20 @@ void AddPoolCommands(CLI::App& app, ConnectionOptions& connection, bool& as_json
                     server["live"].get<bool>() ? "yes" : "no", server["lease_age_seconds"].get<double>(),
                     server["groups"].get<int>(), users.c_str());
       }
+      // Resiliency mode is decided by each server: say which ones serve the partner's users.
+      std::vector<std::string> resilient;
+      std::string partner;
+      for (const json& server : pool_status["servers"]) {
+        if (server.contains("resiliency") && server["resiliency"].value("mode", "") == "resiliency") {
+          resilient.push_back(server["id"].get<std::string>());
+          partner = server["resiliency"]["partner"].get<std::string>();
+        }
+      }
+      if (!resilient.empty()) {
+        std::printf("  RESILIENCY MODE on %s: pool %s is unreachable; its users are served here with limited "
+                    "function (registration, IM, presence; persistent changes refused)\n",
+                    fmt::format("{}", fmt::join(resilient, ", ")).c_str(), partner.c_str());
+      }
       std::printf("\n");
     }
   });

@@ -111,9 +111,10 @@ std::string NewDialInPin(size_t digits) {
 }
 
 ConferenceService::ConferenceService(std::string admin_token, CmsReplica& replica, Store& store,
-                                     std::string local_pool, size_t max_content_bytes)
+                                     std::string local_pool, const ResiliencyMonitor* resiliency,
+                                     size_t max_content_bytes)
     : store_(store),
-      router_(std::move(admin_token), replica, std::move(local_pool), &store),
+      router_(std::move(admin_token), replica, std::move(local_pool), &store, resiliency),
       max_content_bytes_(max_content_bytes) {}
 
 void ConferenceService::RegisterRoutes(HttpServer& http) {

@@ -51,6 +51,7 @@ class ConferenceService {
   static constexpr size_t kMaxAttendees = 1000;
 
   ConferenceService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool,
+                    const ResiliencyMonitor* resiliency = nullptr,
                     size_t max_content_bytes = kDefaultMaxContentBytes);
 
   void RegisterRoutes(HttpServer& http);

@@ -37,7 +37,8 @@ class ConferenceServiceTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<CmsReplica> replica_;
-  ConferenceService service_{testing::kToken, *replica_, *store_, testing::kPool1, /*max_content_bytes=*/1024};
+  ConferenceService service_{testing::kToken, *replica_, *store_, testing::kPool1, /*resiliency=*/nullptr,
+                             /*max_content_bytes=*/1024};
 };
 
 TEST_F(ConferenceServiceTest, MeetingLifecycle) {

@@ -24,6 +24,16 @@ DrService::DrService(std::string admin_token, std::string local_pool, Store& sto
 void DrService::RegisterRoutes(HttpServer& http) {
   http.Route("GET", "/dr/check", [this](const HttpRequest& r) { return Check(r); });
   http.Route("POST", "/dr/refuse-changes", [this](const HttpRequest& r) { return RefuseChanges(r); });
+  http.Route("GET", "/dr/serving", [this](const HttpRequest&) { return Serving(); });
+}
+
+HttpResponse DrService::Serving() {
+  // A round trip to the store: a server whose back-end is down serves nobody, and
+  // its pool's partner must see it as unreachable (resiliency mode).
+  if (auto probe = store_.GetSetting("dr:serving-probe"); !probe) {
+    return HttpResponse::Error(503, fmt::format("pool {} cannot use its store: {}", local_pool_, probe.error().message));
+  }
+  return HttpResponse::Json(200, nlohmann::json{{"pool", local_pool_}, {"serving", true}}.dump());
 }
 
 HttpResponse DrService::Check(const HttpRequest& request) {

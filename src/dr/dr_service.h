@@ -4,6 +4,8 @@
 // changes for a home pool's users in a pool's store.
 //   GET  /dr/check?action=failover|failback&pool=P&disaster=0|1
 //   POST /dr/refuse-changes?pool=S&home=H&state=on|off&reason=...  (forwarded to S)
+//   GET  /dr/serving   200 when this server can use its pool's store (the partner
+//                      pool's resiliency probe; see resiliency_monitor.h)
 // The routing change itself is a CMS publish (POST /cms/routing), where the master
 // checks the rules again against its newest version.
 //
@@ -27,6 +29,7 @@ class DrService {
  private:
   HttpResponse Check(const HttpRequest& request);
   HttpResponse RefuseChanges(const HttpRequest& request);
+  HttpResponse Serving();
 
   const std::string admin_token_;
   const std::string local_pool_;

@@ -149,6 +149,7 @@ json PoolMembership::LocalPoolStatus() {
       if (response && response->status == 200) {
         auto body = json::parse(response->body, nullptr, false);
         if (body.is_object() && body.contains("sip")) entry["registered_users"] = body["sip"]["registered_users"];
+        if (body.is_object() && body.contains("resiliency")) entry["resiliency"] = body["resiliency"];
       }
     }
     servers.push_back(std::move(entry));

@@ -11,10 +11,16 @@ namespace tandem {
 const PoolSpec PoolRoutingView::kMissingPool{};
 
 bool PoolRoutingView::Update(const CmsReplica::Snapshot& snapshot) {
-  if (!snapshot.document || !snapshot.topology) return false;
-  if (snapshot.document == document_) return false;
-  if (document_ && snapshot.document->routing_epoch < document_->routing_epoch) return false;  // stale: fenced
-  bool changed = !document_ || snapshot.document->routing_epoch != document_->routing_epoch ||
+  bool resiliency_changed = false;
+  if (resiliency_ != nullptr && resiliency_->generation() != resiliency_generation_) {
+    resiliency_generation_ = resiliency_->generation();
+    resiliency_changed = true;
+  }
+  if (!snapshot.document || !snapshot.topology) return resiliency_changed;
+  if (snapshot.document == document_) return resiliency_changed;
+  // stale: fenced
+  if (document_ && snapshot.document->routing_epoch < document_->routing_epoch) return resiliency_changed;
+  bool changed = resiliency_changed || !document_ || snapshot.document->routing_epoch != document_->routing_epoch ||
                  snapshot.document->routing.size() != document_->routing.size();
   if (!changed) {
     for (const auto& [home, routed] : snapshot.document->routing) {
@@ -31,6 +37,8 @@ const PoolSpec* PoolRoutingView::ServingPoolOf(const std::string& home_pool) con
   if (!document_) return nullptr;
   const std::string& serving = document_->ServingPoolOf(home_pool);
   if (serving == own_pool_) return nullptr;
+  // Only a pool that still serves its own users (not failed over) can be stood in for.
+  if (serving == home_pool && resiliency_ != nullptr && resiliency_->ServesInResiliency(home_pool)) return nullptr;
   const PoolSpec* pool = topology_->FindPool(serving);
   return pool != nullptr ? pool : &kMissingPool;
 }

@@ -7,6 +7,10 @@
 // pool's store also holds its partner's users (the Backup Service copies them): being
 // in the store does not make a user served here.
 //
+// Resiliency mode (dr/resiliency_monitor.h): while this pool's monitor says so, it
+// also serves its unreachable partner's users, although the routing state still
+// names the partner.
+//
 // Fencing: PoolRoutingView adopts the routing of a CMS document only if its routing
 // epoch is at least the newest one it has acted on, so a stale document (an older
 // master's) can never route users back to a pool that no longer serves them.
@@ -23,6 +27,7 @@
 
 #include "cms/cms_document.h"
 #include "cms/cms_replica.h"
+#include "dr/resiliency_monitor.h"
 #include "sip/message.h"
 #include "topology/topology.h"
 #include "transport/sip_transport.h"
@@ -32,10 +37,13 @@ namespace tandem {
 class PoolRoutingView {
  public:
   explicit PoolRoutingView(std::string own_pool) : own_pool_(std::move(own_pool)) {}
+  // Adds this pool's resiliency mode to the routing state (borrowed; may be null).
+  void SetResiliency(const ResiliencyMonitor* resiliency) { resiliency_ = resiliency; }
 
   // Takes the routing of `snapshot` unless its routing epoch is older than the one
   // acted on (fencing). Returns true when the routing changed (a new routing epoch or
-  // other routes), i.e. when users served here may now be served elsewhere.
+  // other routes, or resiliency mode started or ended), i.e. when users served here
+  // may now be served elsewhere.
   bool Update(const CmsReplica::Snapshot& snapshot);
 
   // The pool serving the users homed in `home_pool`, or nullptr when it is this one
@@ -53,6 +61,8 @@ class PoolRoutingView {
 
  private:
   const std::string own_pool_;
+  const ResiliencyMonitor* resiliency_ = nullptr;
+  uint64_t resiliency_generation_ = 0;  // the monitor's, when last acted on
   std::shared_ptr<const CmsDocument> document_;  // the one whose routing we act on
   std::shared_ptr<const Topology> topology_;
 };

@@ -26,6 +26,7 @@
 #include "conference/conference_service.h"
 #include "backup/backup_service.h"
 #include "dr/dr_service.h"
+#include "dr/resiliency_monitor.h"
 #include "common/metrics.h"
 #include "store/store.h"
 #include "topology/topology.h"
@@ -116,9 +117,13 @@ class ServerImpl final : public Server {
                                         *replica_, *store_, metrics_);
     if (auto bootstrapped = agent_->BootstrapIfEmpty(); !bootstrapped) return bootstrapped;
 
+    // Whether the paired pool is reachable; if not, for long enough, its users are served here.
+    resiliency_ = std::make_unique<ResiliencyMonitor>(
+        ResiliencyOptions{.own_pool = pool_fqdn_, .admin_token = token_}, *replica_, metrics_);
     sip_ = std::make_unique<SipService>(*snapshot.topology, *self, *store_, metrics_, token_, AuthorizerFor(*store_));
     sip_->SetPoolPeers(PoolPeersOf(*snapshot.topology, *self));
-    sip_->SetCmsReplica(*replica_);  // routing between pools follows its newest routing state
+    // Routing between pools follows the newest routing state, and resiliency mode.
+    sip_->SetCmsReplica(*replica_, resiliency_.get());
     // Soft state goes back to the store, and comes from it for the routing groups
     // this server gains; SIP routes a group here only once its state is loaded.
     soft_state_ = std::make_unique<PoolSoftState>(
@@ -141,9 +146,9 @@ class ServerImpl final : public Server {
     if (auto joined = membership_->Start(); !joined) return joined;
     users_ = std::make_unique<UserService>(token_, *replica_, *store_, pool_fqdn_);
     if (auto started = sip_->Start(); !started) return started;
-    user_data_ = std::make_unique<UserDataService>(token_, *replica_, *store_, pool_fqdn_);
+    user_data_ = std::make_unique<UserDataService>(token_, *replica_, *store_, pool_fqdn_, resiliency_.get());
     user_data_->SetPresenceChangeHook([this](const std::string& uri) { sip_->PresentityChanged(uri); });
-    conference_ = std::make_unique<ConferenceService>(token_, *replica_, *store_, pool_fqdn_);
+    conference_ = std::make_unique<ConferenceService>(token_, *replica_, *store_, pool_fqdn_, resiliency_.get());
     backup_ = std::make_unique<BackupService>(
         BackupServiceOptions{
             .shipper = {.server_id = options_.server_id, .pool = pool_fqdn_, .data_dir = options_.data_dir},
@@ -183,6 +188,7 @@ class ServerImpl final : public Server {
     agent_->Start();
     backup_->Start();
     backend_->Start();
+    resiliency_->Start();
     auto work = boost::asio::make_work_guard(io_);
     // Two threads: a slow admin call (a forwarded publish) never blocks health checks.
     std::thread helper([this] { io_.run(); });
@@ -207,6 +213,7 @@ class ServerImpl final : public Server {
     if (agent_) agent_->Stop();
     if (backup_) backup_->Stop();  // releases the backup lease: another server ships at once
     if (backend_) backend_->Stop();
+    if (resiliency_) resiliency_->Stop();
   }
 
   void RegisterRoutes() {
@@ -220,7 +227,8 @@ class ServerImpl final : public Server {
           {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
           {"cms", agent_->StatusJson()},
           {"sip", sip_->StatusJson()},
-          {"backup", {{"holds_lease", backup_->HoldsLease()}}}};
+          {"backup", {{"holds_lease", backup_->HoldsLease()}}},
+          {"resiliency", resiliency_->StatusJson()}};
       return HttpResponse::Json(200, status.dump());
     });
     http_.Route("GET", "/metrics", [this](const HttpRequest&) {
@@ -249,6 +257,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<CmsAgent> agent_;
   std::unique_ptr<PoolMembership> membership_;
   std::unique_ptr<UserService> users_;
+  std::unique_ptr<ResiliencyMonitor> resiliency_;  // before sip_ and the services that borrow it
   std::unique_ptr<SipService> sip_;
   std::unique_ptr<PoolSoftState> soft_state_;  // borrows sip_'s tables
   std::unique_ptr<UserDataService> user_data_;

@@ -324,6 +324,9 @@ void SipService::ScheduleSweep() {
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     bindings_.SweepExpired(NowUnixMillis());
+    // Users another pool now serves leave even when no request of theirs arrives
+    // (a failover, or the end of resiliency mode, while everyone is quiet).
+    if (replica_ != nullptr && pool_routing_.Update(replica_->Current())) DropUsersServedElsewhere();
     presence_.Sweep();
     ReleaseMemoryAfterBursts();
     registered_users_->Set(static_cast<double>(bindings_.user_count()));

@@ -78,9 +78,13 @@ class SipService {
   // SIP thread, in order). Until the first call every request is served here.
   void SetRoutingGroups(RoutingGroupMap map);
   void SetPoolPeers(std::vector<PoolPeer> peers);  // before Start
-  // Routing between pools follows the CMS routing state in `replica` (borrowed; set
-  // before Start). Without it every user in the store is served here.
-  void SetCmsReplica(const CmsReplica& replica) { replica_ = &replica; }
+  // Routing between pools follows the CMS routing state in `replica` and this pool's
+  // resiliency mode in `resiliency` (both borrowed, set before Start; `resiliency`
+  // may be null). Without a replica every user in the store is served here.
+  void SetCmsReplica(const CmsReplica& replica, const ResiliencyMonitor* resiliency) {
+    replica_ = &replica;
+    pool_routing_.SetResiliency(resiliency);
+  }
 
   // The soft state, for write-back and takeover (thread-safe tables).
   BindingTable& bindings() { return bindings_; }

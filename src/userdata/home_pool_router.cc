@@ -12,8 +12,13 @@ namespace tandem {
 
 using nlohmann::json;
 
-HomePoolRouter::HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store)
-    : admin_token_(std::move(admin_token)), replica_(replica), local_pool_(std::move(local_pool)), store_(store) {}
+HomePoolRouter::HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store,
+                               const ResiliencyMonitor* resiliency)
+    : admin_token_(std::move(admin_token)),
+      replica_(replica),
+      local_pool_(std::move(local_pool)),
+      store_(store),
+      resiliency_(resiliency) {}
 
 Result<HttpResponse> HomePoolRouter::Forward(const PoolSpec& pool, const HttpRequest& request,
                                              std::chrono::milliseconds timeout) const {
@@ -29,6 +34,12 @@ HttpResponse HomePoolRouter::Route(const HttpRequest& request, const std::option
   auto named = request.query.find("pool");
   if (named != request.query.end() && snapshot.topology->FindPool(named->second) == nullptr) {
     return ApiError(422, fmt::format("pool '{}' is not in the topology", named->second));
+  }
+  if (known_home && resiliency_ != nullptr && request.method == "GET" && resiliency_->ServesInResiliency(*known_home)) {
+    return serve_here();
+  }
+  if (known_home && resiliency_ != nullptr && request.method != "GET") {
+    if (auto reason = resiliency_->RefusalReason(*known_home)) return ApiError(503, *reason + "; nothing changed");
   }
   if (known_home && snapshot.document->ServingPoolOf(*known_home) == local_pool_) {
     if (request.method != "GET" && store_ != nullptr) {

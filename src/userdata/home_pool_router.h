@@ -8,6 +8,9 @@
 //   - the subject is served here: serve it here, except that a change (any method
 //     but GET) is refused while persistent changes for its home pool are refused
 //     (PersistentChangesRefusedKey: during a pool failover or failback);
+//   - this pool serves the subject's home pool in resiliency mode (its pool is
+//     unreachable, not failed over): reads are served from the copy here, changes
+//     are refused with the reason (503);
 //   - the request names a pool (`pool=FQDN`): that pool answers for itself only —
 //     here if it is this pool (404 if the subject is not homed here), else forwarded;
 //   - the local store knows the subject's home pool: forward to the pool serving it;
@@ -31,6 +34,7 @@
 
 #include "admin/http_server.h"
 #include "cms/cms_replica.h"
+#include "dr/resiliency_monitor.h"
 #include "store/store.h"
 #include "common/error.h"
 #include "topology/topology.h"
@@ -39,8 +43,10 @@ namespace tandem {
 
 class HomePoolRouter {
  public:
-  // `store` (optional) is the local pool's store, asked whether changes are refused.
-  HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store = nullptr);
+  // `store` (optional) is the local pool's store, asked whether changes are refused;
+  // `resiliency` (optional) says whose users this pool serves in resiliency mode.
+  HomePoolRouter(std::string admin_token, CmsReplica& replica, std::string local_pool, Store* store = nullptr,
+                 const ResiliencyMonitor* resiliency = nullptr);
 
   const std::string& local_pool() const { return local_pool_; }
   CmsReplica& replica() const { return replica_; }
@@ -67,6 +73,7 @@ class HomePoolRouter {
   CmsReplica& replica_;
   const std::string local_pool_;
   Store* const store_;
+  const ResiliencyMonitor* const resiliency_;
 };
 
 // ---- Request helpers ----------------------------------------------------------------

@@ -50,8 +50,9 @@ Result<std::string> NormalizePrivacyEntry(std::string_view entry) {
   return domain;
 }
 
-UserDataService::UserDataService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool)
-    : store_(store), router_(std::move(admin_token), replica, std::move(local_pool), &store) {}
+UserDataService::UserDataService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool,
+                                 const ResiliencyMonitor* resiliency)
+    : store_(store), router_(std::move(admin_token), replica, std::move(local_pool), &store, resiliency) {}
 
 void UserDataService::RegisterRoutes(HttpServer& http) {
   auto route = [&](const char* method, const char* path, HttpResponse (UserDataService::*handler)(const HttpRequest&)) {

@@ -44,7 +44,8 @@ class UserDataService {
   static constexpr size_t kMaxNoteBytes = 2048;
   static constexpr size_t kMaxPrivacyEntries = 1000;
 
-  UserDataService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool);
+  UserDataService(std::string admin_token, CmsReplica& replica, Store& store, std::string local_pool,
+                  const ResiliencyMonitor* resiliency = nullptr);
 
   // Called with the user's URI after a change that can alter who sees the user's
   // presence or what they see (contacts, privacy, note) was committed in this

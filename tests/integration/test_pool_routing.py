@@ -6,11 +6,9 @@ serving pool, so users of two pools message and watch each other normally."""
 import json
 import os
 import re
-import socket
 import unittest
-import uuid
 
-from tandem_harness import Deployment, Sipp, run_sipp, topology_text, wait_until
+from tandem_harness import Deployment, Sipp, register_request, run_sipp, sip_exchange, topology_text, wait_until
 
 POOL1 = "pool1.example.com"
 POOL2 = "pool2.example.com"
@@ -22,35 +20,8 @@ def password(user):
     return f"{user}-secret"
 
 
-def sip_port(d, server_id):
-    return int(d.server(server_id)["sip"].rsplit(":", 1)[1])
-
-
 def registered_users(d, server_ids):
     return sum(d.status(s)["sip"]["registered_users"] for s in server_ids)
-
-
-def sip_exchange(port, request, timeout=5):
-    """Sends one request over UDP from a fresh socket; returns the first final response."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(timeout)
-        local = s.getsockname()[1]
-        s.sendto(request.replace("{local}", str(local)).encode(), ("127.0.0.1", port))
-        while True:
-            response = s.recv(65536).decode()
-            if not re.match(r"SIP/2\.0 1\d\d ", response):
-                return response
-
-
-def register_request(user, branch=None):
-    branch = branch or "z9hG4bK" + uuid.uuid4().hex
-    return (f"REGISTER sip:example.com SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{{local}};branch={branch};rport\r\n"
-            f"From: <sip:{user}@example.com>;tag=r1\r\nTo: <sip:{user}@example.com>\r\n"
-            f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 REGISTER\r\n"
-            f"Contact: <sip:{user}@127.0.0.1:{{local}}>\r\nExpires: 600\r\nMax-Forwards: 70\r\n"
-            f"Content-Length: 0\r\n\r\n")
 
 
 class PoolRoutingTest(unittest.TestCase):
@@ -95,9 +66,9 @@ class PoolRoutingTest(unittest.TestCase):
 
     def start_device(self, user, server_id):
         """A sipp UAS waiting for one MESSAGE, registered as `user`'s device through `server_id`."""
-        device = Sipp(sip_port(self.d, server_id), "uas_message.xml", [], server_mode=True)
+        device = Sipp(self.d.sip_port(server_id), "uas_message.xml", [], server_mode=True)
         self.addCleanup(device.stop)
-        code, diagnostics = run_sipp(sip_port(self.d, server_id), "register_contact.xml",
+        code, diagnostics = run_sipp(self.d.sip_port(server_id), "register_contact.xml",
                                      [(user, password(user), "example.com")],
                                      variables={"contact_port": device.local_port})
         self.assertEqual(code, 0, diagnostics + self.d.logs())
@@ -106,7 +77,7 @@ class PoolRoutingTest(unittest.TestCase):
     def assert_delivered(self, sender, recipient, via, device_server):
         """`recipient`'s device registered through `device_server` gets `sender`'s MESSAGE sent to `via`."""
         device = self.start_device(recipient, device_server)
-        code, diagnostics = run_sipp(sip_port(self.d, via), "message.xml", [(sender, recipient, "example.com")],
+        code, diagnostics = run_sipp(self.d.sip_port(via), "message.xml", [(sender, recipient, "example.com")],
                                      variables={"expect": 200})
         self.assertEqual(code, 0, diagnostics + self.d.logs())
         code, diagnostics = device.wait(timeout=10)
@@ -115,16 +86,16 @@ class PoolRoutingTest(unittest.TestCase):
     def test_register_through_the_wrong_pool_is_redirected_to_the_serving_pools_servers(self):
         d = self.d
         before = registered_users(d, ["p2fe1", "p2fe2"])
-        response = sip_exchange(sip_port(d, "p2fe1"), register_request("carol"))
+        response = sip_exchange(d.sip_port("p2fe1"), register_request("carol"))
         self.assertTrue(response.startswith("SIP/2.0 301 "), response)
         contacts = re.findall(r"^Contact: *(.*?)\r$", response, re.M)
-        expected = [f"<sip:carol@127.0.0.1:{sip_port(d, s)};transport=udp>" for s in ("p1fe1", "p1fe2")]
+        expected = [f"<sip:carol@127.0.0.1:{d.sip_port(s)};transport=udp>" for s in ("p1fe1", "p1fe2")]
         self.assertEqual(contacts, expected, response)
         self.assertEqual(registered_users(d, ["p2fe1", "p2fe2"]), before, "no binding in the wrong pool")
         # The pool serving her challenges as usual (no redirect there), and a user of
         # no pool is still unknown (challenged, like any user: names cannot be probed).
-        self.assertTrue(sip_exchange(sip_port(d, "p1fe2"), register_request("carol")).startswith("SIP/2.0 401 "))
-        self.assertTrue(sip_exchange(sip_port(d, "p2fe1"), register_request("nobody")).startswith("SIP/2.0 401 "))
+        self.assertTrue(sip_exchange(d.sip_port("p1fe2"), register_request("carol")).startswith("SIP/2.0 401 "))
+        self.assertTrue(sip_exchange(d.sip_port("p2fe1"), register_request("nobody")).startswith("SIP/2.0 401 "))
 
     def test_message_between_users_of_two_pools(self):
         d = self.d
@@ -135,7 +106,7 @@ class PoolRoutingTest(unittest.TestCase):
         routed = sum(self.metric(s, "tandem_sip_pool_routed_total") for s in ("p1fe1", "p2fe1"))
         self.assertGreaterEqual(routed, 2)
         # Unknown users are still 404, wherever the MESSAGE arrives.
-        code, diagnostics = run_sipp(sip_port(d, "p2fe1"), "message.xml", [("bob", "nobody", "example.com")],
+        code, diagnostics = run_sipp(d.sip_port("p2fe1"), "message.xml", [("bob", "nobody", "example.com")],
                                      variables={"expect": 404})
         self.assertEqual(code, 0, diagnostics)
 
@@ -145,13 +116,13 @@ class PoolRoutingTest(unittest.TestCase):
         d.tandem("user", "note", "set", "sip:carol@example.com", "back at 3", check=True)
         # dave (pool2) subscribes through his pool: the SUBSCRIBE is proxied to pool1
         # (record-routed), the NOTIFYs come from carol's server there.
-        dave = Sipp(sip_port(d, "p2fe1"), "subscribe_then_open_any_order.xml", [("dave", "carol", "example.com")])
+        dave = Sipp(d.sip_port("p2fe1"), "subscribe_then_open_any_order.xml", [("dave", "carol", "example.com")])
         self.addCleanup(dave.stop)
         wait_until(lambda: sum(d.status(s)["sip"]["presence"]["subscriptions"] for s in ("p1fe1", "p1fe2")) >= 1,
                    what="the subscription held in pool1")
         self.assertEqual(sum(d.status(s)["sip"]["presence"]["subscriptions"] for s in ("p2fe1", "p2fe2")), 0)
         # carol publishes through a pool2 server too: proxied to pool1 as well.
-        code, diagnostics = run_sipp(sip_port(d, "p2fe2"), "publish_open.xml", [("carol", "-", "example.com")])
+        code, diagnostics = run_sipp(d.sip_port("p2fe2"), "publish_open.xml", [("carol", "-", "example.com")])
         self.assertEqual(code, 0, diagnostics + d.logs())
         code, diagnostics = dave.wait(timeout=20)
         self.assertEqual(code, 0, "dave must see carol's note, then carol open:\n" + diagnostics + d.logs())

@@ -6,6 +6,7 @@ Ports come from the kernel (bind to port 0) so tests can run in parallel.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 BIN_DIR = os.environ.get("TANDEM_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 SOURCE_DIR = os.environ.get("TANDEM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
@@ -101,6 +103,31 @@ def http(method, url, token=None, body=None, timeout=5):
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def sip_exchange(port, request, timeout=5):
+    """Sends one SIP request over UDP from a fresh socket ("{local}" in it becomes that
+    socket's port); returns the first final response."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        local = s.getsockname()[1]
+        s.sendto(request.replace("{local}", str(local)).encode(), ("127.0.0.1", port))
+        while True:
+            response = s.recv(65536).decode()
+            if not re.match(r"SIP/2\.0 1\d\d ", response):
+                return response
+
+
+def register_request(user, branch=None):
+    """An unauthenticated REGISTER for sip:USER@example.com (a 401, 301 or 200 follows)."""
+    branch = branch or "z9hG4bK" + uuid.uuid4().hex
+    return (f"REGISTER sip:example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{{local}};branch={branch};rport\r\n"
+            f"From: <sip:{user}@example.com>;tag=r1\r\nTo: <sip:{user}@example.com>\r\n"
+            f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 REGISTER\r\n"
+            f"Contact: <sip:{user}@127.0.0.1:{{local}}>\r\nExpires: 600\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n")
 
 
 def process_state(pid):
@@ -196,6 +223,9 @@ class Deployment:
 
     def admin(self, server_id, path, method="GET", body=None, token=True):
         return http(method, self.server(server_id)["admin_url"] + path, self.token() if token else None, body)
+
+    def sip_port(self, server_id):
+        return int(self.status(server_id)["sip"]["sip"].rsplit(":", 1)[1])
 
     def status(self, server_id):
         """The server's /status, or None while it does not answer."""
