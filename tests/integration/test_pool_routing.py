@@ -103,7 +103,7 @@ class PoolRoutingTest(unittest.TestCase):
         # back: a MESSAGE for pool1's alice sent to a pool2 server.
         self.assert_delivered("alice", "bob", via="p1fe1", device_server="p2fe2")
         self.assert_delivered("bob", "alice", via="p2fe1", device_server="p1fe2")
-        routed = sum(self.metric(s, "tandem_sip_pool_routed_total") for s in ("p1fe1", "p2fe1"))
+        routed = sum(self.d.metric(s, "tandem_sip_pool_routed_total") for s in ("p1fe1", "p2fe1"))
         self.assertGreaterEqual(routed, 2)
         # Unknown users are still 404, wherever the MESSAGE arrives.
         code, diagnostics = run_sipp(d.sip_port("p2fe1"), "message.xml", [("bob", "nobody", "example.com")],
@@ -127,10 +127,6 @@ class PoolRoutingTest(unittest.TestCase):
         code, diagnostics = dave.wait(timeout=20)
         self.assertEqual(code, 0, "dave must see carol's note, then carol open:\n" + diagnostics + d.logs())
 
-    def metric(self, server_id, name):
-        code, body = self.d.admin(server_id, "/metrics")
-        found = re.search(r"^%s(?:\{[^}]*\})? ([0-9.e+]+)$" % re.escape(name), body, re.M) if code == 200 else None
-        return float(found.group(1)) if found else 0
 
 
 if __name__ == "__main__":

@@ -25,10 +25,6 @@ def pool_topology(authenticate):
                          sip_extra="" if authenticate else "authenticate = false", extra=LEASE_TIMERS)
 
 
-def sip_port(d, server_id):
-    return int(re.search(r":(\d+)$", d.status(server_id)["sip"]["sip"]).group(1))
-
-
 def local_pool_status(d, server_id):
     code, body = d.admin(server_id, "/pool/status?local=1")
     return json.loads(body) if code == 200 else None
@@ -39,15 +35,8 @@ def registered_users(d):
     return {s["id"]: s["registered_users"] for s in status["servers"]} if status else {}
 
 
-def metric(d, server_id, name):
-    """A metric's value (the first series of that name), 0 when absent."""
-    code, body = d.admin(server_id, "/metrics")
-    found = re.search(r"^%s(?:\{[^}]*\})? ([0-9.e+]+)$" % re.escape(name), body, re.M) if code == 200 else None
-    return float(found.group(1)) if found else 0
-
-
 def request_count(d, server_id, method):
-    return metric(d, server_id, f'tandem_sip_requests_total{{method="{method}"}}')
+    return d.metric(server_id, f'tandem_sip_requests_total{{method="{method}"}}')
 
 
 class ContactWriter(threading.Thread):
@@ -99,7 +88,7 @@ class PoolProxyTest(unittest.TestCase):
 
     def test_register_and_message_through_every_server(self):
         d = self.d
-        ports = {s: sip_port(d, s) for s in ("fe1", "fe2", "fe3")}
+        ports = {s: d.sip_port(s) for s in ("fe1", "fe2", "fe3")}
         before = sum(d.status(s)["sip"]["registered_users"] for s in ports)
         # Each user registers (with digest: the owner challenges, the proxy relays) through
         # fe1 and is messaged through fe3: most of these cross to another server.
@@ -145,7 +134,7 @@ class PoolTakeoverTest(unittest.TestCase):
 
     def test_a_killed_servers_users_stay_reachable_without_registering_again(self):
         d = self.d
-        ports = {s: sip_port(d, s) for s in ("fe1", "fe2", "fe3")}
+        ports = {s: d.sip_port(s) for s in ("fe1", "fe2", "fe3")}
         writer = ContactWriter(d, ["fe1", "fe2", "fe3"])
         writer.start()
         self.addCleanup(writer.stop)
@@ -167,8 +156,8 @@ class PoolTakeoverTest(unittest.TestCase):
         # Soft state reaches the store within 100 ms (what a server accepted in its last
         # 100 ms before dying is the window this design may lose): wait until fe2 has
         # written back everything, and until the writer has a few acknowledged writes.
-        wait_until(lambda: metric(d, "fe2", "tandem_pool_soft_state_queued_rows") == 0 and
-                   metric(d, "fe2", "tandem_pool_soft_state_rows_written_total") >= counts["fe2"],
+        wait_until(lambda: d.metric("fe2", "tandem_pool_soft_state_queued_rows") == 0 and
+                   d.metric("fe2", "tandem_pool_soft_state_rows_written_total") >= counts["fe2"],
                    what="fe2's registrations written back")
         wait_until(lambda: len(writer.acknowledged) >= 30, what="acknowledged contact writes")
         killed_at = time.monotonic()

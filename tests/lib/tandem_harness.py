@@ -224,6 +224,12 @@ class Deployment:
     def admin(self, server_id, path, method="GET", body=None, token=True):
         return http(method, self.server(server_id)["admin_url"] + path, self.token() if token else None, body)
 
+    def metric(self, server_id, name):
+        """A metric's value on a server (the first series of that name), 0 when absent."""
+        code, body = self.admin(server_id, "/metrics")
+        found = re.search(r"^%s(?:\{[^}]*\})? ([0-9.e+]+)$" % re.escape(name), body, re.M) if code == 200 else None
+        return float(found.group(1)) if found else 0
+
     def sip_port(self, server_id):
         return int(self.status(server_id)["sip"]["sip"].rsplit(":", 1)[1])
 
