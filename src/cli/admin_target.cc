@@ -88,6 +88,15 @@ Result<HttpResponse> CallAdmin(const AdminTarget& target, std::string_view metho
                                std::string_view body) {
   std::string last_error = "no server to ask";
   for (const std::string& base : target.base_urls) {
+    // A hung server (stopped, overloaded) would hold the command for the whole call
+    // timeout: ask it for /health briefly first, and move on when it does not answer.
+    if (target.base_urls.size() > 1) {
+      auto health = HttpCall("GET", base + "/health", "", {.timeout = std::chrono::seconds(2)});
+      if (!health) {
+        last_error = health.error().message;
+        continue;
+      }
+    }
     auto response = HttpCall(method, base + std::string(path), body,
                              {.token = target.token, .timeout = std::chrono::seconds(30)});
     if (response) return response;
