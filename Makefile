@@ -1,13 +1,14 @@
 # The two set-up commands (see README.md):
 #   make run   build, then start the two-site example on this machine (Ctrl-C stops it)
 #   make test  build, then run the whole test suite
+#   make drill build, then run a DR drill of the two-site example (see README.md)
 BUILD_DIR ?= build/release
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 TOPOLOGY ?= examples/two-sites.toml
 DATA_DIR ?= ./tandem-data
 
-.PHONY: all deps configure build run test unit-tests clean
+.PHONY: all deps configure build run drill test unit-tests clean
 
 all: build
 
@@ -22,6 +23,10 @@ build: configure
 
 run: build
 	$(BUILD_DIR)/bin/tandem --data-dir $(DATA_DIR) up $(TOPOLOGY)
+
+# A DR drill of $(TOPOLOGY) on its own servers (its ports must be free): RPO, RTO, failback time.
+drill: build
+	$(BUILD_DIR)/bin/tandem drill $(TOPOLOGY)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900

@@ -462,7 +462,7 @@ void AddLauncherCommands(CLI::App& app, ConnectionOptions& connection) {
 
 }  // namespace
 
-int RunCli(int argc, char** argv) {
+int RunCli(int argc, char** argv, const std::vector<CommandAdder>& more_commands) {
   CLI::App app{"tandem: manage a tandem deployment (topology, CMS, servers)"};
   app.require_subcommand(1);
   ConnectionOptions connection;
@@ -485,6 +485,7 @@ int RunCli(int argc, char** argv) {
   AddBackendCommands(app, connection, as_json);
   AddBackupCommands(app, connection, as_json);
   AddLauncherCommands(app, connection);
+  for (CommandAdder add : more_commands) add(app, connection, as_json);
 
   try {
     app.parse(argc, argv);

@@ -4,8 +4,19 @@
 // failed, why, what to do) and exits non-zero.
 #pragma once
 
+#include <vector>
+
+#include "cli/admin_target.h"
+
+namespace CLI {
+class App;
+}
+
 namespace tandem {
 
-int RunCli(int argc, char** argv);
+// Adds commands that live in libraries depending on this one (`tandem drill`).
+using CommandAdder = void (*)(CLI::App& app, ConnectionOptions& connection, bool& as_json);
+
+int RunCli(int argc, char** argv, const std::vector<CommandAdder>& more_commands = {});
 
 }  // namespace tandem

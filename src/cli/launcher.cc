@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -126,12 +127,75 @@ Result<int> SpawnServer(const std::string& tandemd, const std::string& topology,
   return pid;
 }
 
-void PrintTable(const std::vector<LaunchedServer>& servers) {
-  std::printf("\n%-10s %-24s %-22s %-28s %s\n", "SERVER", "POOL", "SIP", "ADMIN", "PID");
+// Progress goes to `out` unless it is null (`tandem drill --json` keeps stdout for its JSON).
+template <typename... Args>
+void Say(std::FILE* out, fmt::format_string<Args...> format, Args&&... args) {
+  if (out == nullptr) return;
+  fmt::print(out, format, std::forward<Args>(args)...);
+  std::fflush(out);
+}
+
+void PrintTable(std::FILE* out, const std::vector<LaunchedServer>& servers) {
+  Say(out, "\n{:<10} {:<24} {:<22} {:<28} {}\n", "SERVER", "POOL", "SIP", "ADMIN", "PID");
   for (const LaunchedServer& server : servers) {
-    std::printf("%-10s %-24s %-22s %-28s %d\n", server.id.c_str(), server.pool.c_str(), server.sip_endpoint.c_str(),
-                server.admin_url.c_str(), server.pid);
+    Say(out, "{:<10} {:<24} {:<22} {:<28} {}\n", server.id, server.pool, server.sip_endpoint, server.admin_url,
+        server.pid);
   }
+}
+
+// Waits until every server of `servers` (children of this process) answers
+// /health, noticing one that exits instead. The caller blocked `waited`: SIGINT,
+// SIGTERM or SIGHUP end the wait. On failure the servers are left as they are.
+Status WaitUntilHealthy(const std::vector<LaunchedServer>& servers, std::chrono::seconds timeout,
+                        const sigset_t& waited, std::FILE* out) {
+  auto started = SteadyClock::now();
+  std::map<std::string, bool> healthy;
+  while (healthy.size() < servers.size()) {
+    for (const LaunchedServer& server : servers) {
+      if (healthy.contains(server.id)) continue;
+      int status = 0;
+      if (::waitpid(server.pid, &status, WNOHANG) == server.pid) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("server {} of pool {} could not start: {} (log: {})",
+                                                              server.id, server.pool, LastLogLine(server.log_path),
+                                                              server.log_path));
+      }
+      auto response = HttpCall("GET", server.admin_url + "/health", "", {.timeout = std::chrono::milliseconds(500)});
+      if (response && response->status == 200) {
+        healthy[server.id] = true;
+        Say(out, "  {:<10} {:<24} healthy after {:.1f} s\n", server.id, server.pool,
+            std::chrono::duration<double>(SteadyClock::now() - started).count());
+      }
+    }
+    if (healthy.size() < servers.size()) {
+      if (SteadyClock::now() - started > timeout) {
+        for (const LaunchedServer& server : servers) {
+          if (!healthy.contains(server.id)) {
+            return MakeError(ErrorCode::kTimeout, fmt::format("server {} did not become healthy within {} s (log: {})",
+                                                              server.id, timeout.count(), server.log_path));
+          }
+        }
+      }
+      // Sleep until the next poll unless a signal (child exit, Ctrl-C) arrives first.
+      timespec pause{0, std::chrono::duration_cast<std::chrono::nanoseconds>(kPollInterval).count()};
+      int signal = ::sigtimedwait(&waited, nullptr, &pause);
+      if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
+        return MakeError(ErrorCode::kFailedPrecondition, "interrupted while starting");
+      }
+    }
+  }
+  return OkStatus();
+}
+
+// The signals a launcher waits for, blocked before forking so none is lost in between.
+sigset_t BlockLauncherSignals() {
+  sigset_t waited;
+  sigemptyset(&waited);
+  sigaddset(&waited, SIGINT);
+  sigaddset(&waited, SIGTERM);
+  sigaddset(&waited, SIGCHLD);
+  sigaddset(&waited, SIGHUP);
+  ::sigprocmask(SIG_BLOCK, &waited, nullptr);
+  return waited;
 }
 
 }  // namespace
@@ -171,14 +235,7 @@ Status Up(const UpOptions& options) {
     }
   }
 
-  // Block the signals we wait for before forking, so none is lost in between.
-  sigset_t waited;
-  sigemptyset(&waited);
-  sigaddset(&waited, SIGINT);
-  sigaddset(&waited, SIGTERM);
-  sigaddset(&waited, SIGCHLD);
-  sigaddset(&waited, SIGHUP);
-  ::sigprocmask(SIG_BLOCK, &waited, nullptr);
+  sigset_t waited = BlockLauncherSignals();
 
   LaunchState state;
   state.topology_path = topology_path;
@@ -192,14 +249,17 @@ Status Up(const UpOptions& options) {
     return std::unexpected(std::move(error));
   };
 
-  std::printf("Starting %s from %s (data dir %s)\n", topology.pools.size() == 1 ? "1 pool" :
-              fmt::format("{} pools", topology.pools.size()).c_str(), options.topology_path.c_str(), data_dir.c_str());
+  FILE* out = options.out;
+  Say(out, "Starting {} from {} (data dir {})\n",
+      topology.pools.size() == 1 ? "1 pool" : fmt::format("{} pools", topology.pools.size()), options.topology_path,
+      data_dir);
   for (const PoolSpec& pool : topology.pools) {
     for (const ServerSpec& server : pool.servers) {
       std::string server_dir = ServerDirectory(data_dir, server.id);
       if (auto made = MakeDirectories(server_dir); !made) return fail(made.error());
       std::string log_path = server_dir + "/tandemd.log";
-      auto pid = SpawnServer(tandemd, topology_path, server, data_dir, token_file, log_path, !options.detach);
+      auto pid = SpawnServer(tandemd, topology_path, server, data_dir, token_file, log_path,
+                             !options.detach || options.stop_with_caller);
       if (!pid) return fail(pid.error());
       state.servers.push_back(LaunchedServer{server.id, pool.fqdn, *pid, HttpBaseUrl(server.address, server.admin_port),
                                              fmt::format("{}:{}", server.address, server.sip_port), log_path});
@@ -209,64 +269,28 @@ Status Up(const UpOptions& options) {
     return fail(written.error());
   }
 
-  // Wait for every server to answer /health, noticing any that exits instead.
-  auto started = SteadyClock::now();
-  std::map<std::string, bool> healthy;
-  while (healthy.size() < state.servers.size()) {
-    for (const LaunchedServer& server : state.servers) {
-      if (healthy.contains(server.id)) continue;
-      int status = 0;
-      if (::waitpid(server.pid, &status, WNOHANG) == server.pid) {
-        return fail(Error{ErrorCode::kUnavailable,
-                          fmt::format("server {} of pool {} could not start: {} (log: {}); nothing was left running",
-                                      server.id, server.pool, LastLogLine(server.log_path), server.log_path)});
-      }
-      auto response = HttpCall("GET", server.admin_url + "/health", "", {.timeout = std::chrono::milliseconds(500)});
-      if (response && response->status == 200) {
-        healthy[server.id] = true;
-        std::printf("  %-10s %-24s healthy after %.1f s\n", server.id.c_str(), server.pool.c_str(),
-                    std::chrono::duration<double>(SteadyClock::now() - started).count());
-        std::fflush(stdout);
-      }
-    }
-    if (healthy.size() < state.servers.size()) {
-      if (SteadyClock::now() - started > options.start_timeout) {
-        for (const LaunchedServer& server : state.servers) {
-          if (!healthy.contains(server.id)) {
-            return fail(Error{ErrorCode::kTimeout,
-                              fmt::format("server {} did not become healthy within {} s (log: {}); nothing was left "
-                                          "running",
-                                          server.id, options.start_timeout.count(), server.log_path)});
-          }
-        }
-      }
-      // Sleep until the next poll unless a signal (child exit, Ctrl-C) arrives first.
-      timespec pause{0, std::chrono::duration_cast<std::chrono::nanoseconds>(kPollInterval).count()};
-      int signal = ::sigtimedwait(&waited, nullptr, &pause);
-      if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
-        return fail(Error{ErrorCode::kFailedPrecondition, "interrupted while starting; every server was stopped"});
-      }
-    }
+  if (auto healthy = WaitUntilHealthy(state.servers, options.start_timeout, waited, out); !healthy) {
+    Error error = healthy.error();
+    error.message += error.code == ErrorCode::kFailedPrecondition ? "; every server was stopped"
+                                                                  : "; nothing was left running";
+    return fail(std::move(error));
   }
-  PrintTable(state.servers);
-  std::printf("\nAdmin token: %s (owner-only). Logs: %s/servers/<id>/tandemd.log\n", token_file.c_str(),
-              data_dir.c_str());
+  PrintTable(out, state.servers);
+  Say(out, "\nAdmin token: {} (owner-only). Logs: {}/servers/<id>/tandemd.log\n", token_file, data_dir);
 
   if (options.detach) {
-    std::printf("Running in the background. Stop with: tandem down --data-dir %s\n", data_dir.c_str());
+    Say(out, "Running in the background. Stop with: tandem down --data-dir {}\n", data_dir);
     ::sigprocmask(SIG_UNBLOCK, &waited, nullptr);
     return OkStatus();
   }
-  std::printf("Running. Stop with Ctrl-C here, or `tandem down --data-dir %s` elsewhere.\n", data_dir.c_str());
-  std::fflush(stdout);
+  Say(out, "Running. Stop with Ctrl-C here, or `tandem down --data-dir {}` elsewhere.\n", data_dir);
 
   // Supervise: stop everything on a signal; leave when every server has exited.
   size_t running = state.servers.size();
   while (running > 0) {
     int signal = ::sigwaitinfo(&waited, nullptr);
     if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
-      std::printf("Stopping %zu servers...\n", running);
-      std::fflush(stdout);
+      Say(out, "Stopping {} servers...\n", running);
       StopServers(state.servers, std::chrono::seconds(10), /*are_children=*/true);
       break;
     }
@@ -279,22 +303,21 @@ Status Up(const UpOptions& options) {
           --running;
           std::string how = WIFEXITED(status) ? fmt::format("exited with status {}", WEXITSTATUS(status))
                                               : fmt::format("was killed by signal {}", WTERMSIG(status));
-          std::printf("server %s %s; %zu still running\n", server.id.c_str(), how.c_str(), running);
-          std::fflush(stdout);
+          Say(out, "server {} {}; {} still running\n", server.id, how, running);
         }
       }
     }
   }
   std::filesystem::remove(LaunchStatePath(data_dir));
-  std::printf("All servers stopped.\n");
+  Say(out, "All servers stopped.\n");
   return OkStatus();
 }
 
-Status Down(const std::string& data_dir, std::chrono::seconds grace) {
+Status Down(const std::string& data_dir, std::chrono::seconds grace, std::FILE* out) {
   auto state = ReadLaunchState(data_dir);
   if (!state) {
     if (state.error().code == ErrorCode::kNotFound) {
-      std::printf("Nothing is running from %s.\n", data_dir.c_str());
+      Say(out, "Nothing is running from {}.\n", data_dir);
       return OkStatus();
     }
     return std::unexpected(state.error());
@@ -304,8 +327,56 @@ Status Down(const std::string& data_dir, std::chrono::seconds grace) {
   int killed = StopServers(state->servers, grace, /*are_children=*/false);
   // A foreground `tandem up` notices its servers are gone and exits by itself.
   std::filesystem::remove(LaunchStatePath(data_dir));
-  std::printf("Stopped %zu server%s%s.\n", live, live == 1 ? "" : "s",
-              killed ? fmt::format(" ({} had to be killed)", killed).c_str() : "");
+  Say(out, "Stopped {} server{}{}.\n", live, live == 1 ? "" : "s",
+      killed ? fmt::format(" ({} had to be killed)", killed) : "");
+  return OkStatus();
+}
+
+Status StartAgain(const std::string& data_dir, const std::vector<std::string>& server_ids,
+                  std::chrono::seconds start_timeout, bool stop_with_caller, std::FILE* out) {
+  auto state = ReadLaunchState(data_dir);
+  if (!state) return std::unexpected(state.error());
+  TopologyParseResult parsed = LoadTopologyFile(state->topology_path);
+  if (parsed.HasErrors()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{} (the topology the servers were started with) is not valid any more",
+                                 state->topology_path));
+  }
+  std::string tandemd = DefaultTandemdPath();
+  sigset_t waited = BlockLauncherSignals();
+  std::vector<LaunchedServer> started;
+  auto fail = [&](Error error) -> Status {
+    StopServers(started, std::chrono::seconds(5), /*are_children=*/true);
+    ::sigprocmask(SIG_UNBLOCK, &waited, nullptr);
+    return std::unexpected(std::move(error));
+  };
+  for (const std::string& id : server_ids) {
+    auto recorded = std::find_if(state->servers.begin(), state->servers.end(),
+                                 [&](const LaunchedServer& server) { return server.id == id; });
+    const ServerSpec* spec = parsed.topology->FindServer(id);
+    if (recorded == state->servers.end() || spec == nullptr) {
+      return fail(Error{ErrorCode::kNotFound, fmt::format("server {} was not started from {}", id, data_dir)});
+    }
+    if (IsAlive(recorded->pid) && IsOurServer(recorded->pid, id)) {
+      return fail(Error{ErrorCode::kFailedPrecondition,
+                        fmt::format("server {} still runs (pid {}); it is not started twice", id, recorded->pid)});
+    }
+    if (auto made = MakeDirectories(ServerDirectory(data_dir, id)); !made) return fail(made.error());
+    auto pid = SpawnServer(tandemd, state->topology_path, *spec, data_dir, state->token_file, recorded->log_path,
+                           stop_with_caller);
+    if (!pid) return fail(pid.error());
+    recorded->pid = *pid;
+    started.push_back(*recorded);
+  }
+  if (auto written = WriteFileAtomically(LaunchStatePath(data_dir), state->ToJson().dump(2) + "\n"); !written) {
+    return fail(written.error());
+  }
+  if (auto healthy = WaitUntilHealthy(started, start_timeout, waited, out); !healthy) {
+    Error error = healthy.error();
+    error.message += "; the servers started again were stopped";
+    return fail(std::move(error));
+  }
+  ::sigprocmask(SIG_UNBLOCK, &waited, nullptr);
   return OkStatus();
 }
 

@@ -92,6 +92,21 @@ Status CmsAgent::BootstrapIfEmpty() {
   auto latest = store_.LatestCmsVersion();
   if (!latest) return std::unexpected(latest.error());
   if (latest->has_value()) return SyncFromStore();
+  // An empty store here is a new deployment, or a master pool that lost its store
+  // and came back after a CMS failover: then its standby serves a higher epoch
+  // naming another master, to be followed rather than a second CMS started.
+  if (const PoolSpec* standby = snapshot.topology->BackupPoolOf(LocalPool(snapshot))) {
+    auto newer = FetchNewer(*standby, *snapshot.document);
+    if (newer && newer->has_value() && (*newer)->master_epoch > snapshot.document->master_epoch) {
+      auto installed = InstallNewer(std::move(**newer), fmt::format("standby pool {}", standby->fqdn));
+      if (!installed) return std::unexpected(installed.error());
+      if (!IsMasterPool(replica_.Current())) {
+        spdlog::info("CMS: the store is empty and {} is the CMS master now (epoch {}); following it",
+                     replica_.Current().master_pool(), replica_.Current().document->master_epoch);
+        return OkStatus();
+      }
+    }
+  }
   CmsDocument first = *snapshot.document;
   first.version = 1;
   first.published_at_ms = NowUnixMillis();

@@ -55,7 +55,10 @@ class CmsAgent {
   CmsAgent& operator=(const CmsAgent&) = delete;
 
   // On a server of the master pool with an empty store: publishes the replica's
-  // (bootstrap) topology as version 1. Several servers may race; one wins.
+  // (bootstrap) topology as version 1. Several servers may race; one wins. Unless
+  // the standby serves a higher master epoch naming another master (this pool lost
+  // its store and the CMS was failed over): then that document is installed and
+  // nothing is published.
   Status BootstrapIfEmpty();
 
   void Start();
