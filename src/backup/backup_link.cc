@@ -5,6 +5,7 @@
 #include "admin/http_client.h"
 #include "admin/peer_client.h"
 #include "backup/batch_codec.h"
+#include "common/hash.h"
 
 namespace tandem {
 
@@ -29,6 +30,22 @@ Result<nlohmann::json> CallPartner(const Pairing& pairing, const std::string& se
                      fmt::format("pool {} answered {} without a JSON object", pairing.partner->fqdn, path));
   }
   return json;
+}
+
+Result<std::string> LocalChangeLogId(Store& store) {
+  constexpr std::string_view kKey = "backup.change_log_id";
+  auto id = store.GetSetting(kKey);
+  if (!id) return std::unexpected(id.error());
+  if (*id && !(*id)->empty()) return **id;
+  // Only the backup lease holder asks, so two servers rarely make one at once; if
+  // they do, the partner sees another log once and takes one snapshot too many.
+  std::string made = RandomHex(16);
+  if (auto set = store.SetSetting(kKey, made); !set) return std::unexpected(set.error());
+  return made;
+}
+
+std::string SourceLogSettingKey(std::string_view source_pool, std::string_view module) {
+  return fmt::format("backup.source_log.{}.{}", source_pool, module);
 }
 
 }  // namespace tandem

@@ -14,6 +14,7 @@
 
 #include "backup/pairing.h"
 #include "common/error.h"
+#include "store/store.h"
 
 namespace tandem {
 
@@ -23,5 +24,15 @@ namespace tandem {
 Result<nlohmann::json> CallPartner(const Pairing& pairing, const std::string& secret, std::string_view method,
                                    std::string_view path, std::map<std::string, std::string> params,
                                    std::string_view body, std::chrono::milliseconds timeout);
+
+// The identity of this store's change log: random, made the first time it is asked
+// for. A store rebuilt from nothing (a pool that lost its store) has a new log whose
+// sequences start again at 1, so a partner's progress in the old one means nothing:
+// the partner records which log its copy follows, and a different one means a
+// fresh snapshot.
+Result<std::string> LocalChangeLogId(Store& store);
+// The setting, in the importing pool's store, naming the log its copy of
+// `source_pool`'s `module` follows.
+std::string SourceLogSettingKey(std::string_view source_pool, std::string_view module);
 
 }  // namespace tandem

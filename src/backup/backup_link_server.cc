@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "backup/backup_link.h"
 #include "common/clock.h"
 #include "common/hash.h"
 
@@ -127,6 +128,20 @@ HttpResponse BackupLinkServer::ApplyBatch(const HttpRequest& request) {
   // a snapshot rather than leave a hole.
   auto before = FindImportProgress(store_, sender->source_pool, sender->module);
   if (!before) return HttpResponse::Error(503, before.error().message);
+  // Sequences of another change log (the sender's store was rebuilt) are not ours
+  // to compare: the sender must send a snapshot of its new log first.
+  const std::string log_key = SourceLogSettingKey(sender->source_pool, sender->module);
+  auto followed_log = store_.GetSetting(log_key);
+  if (!followed_log) return HttpResponse::Error(503, followed_log.error().message);
+  const std::string& log = params["log"];
+  bool adopt_log = !log.empty() && (!*followed_log || (*followed_log)->empty());
+  if (!log.empty() && !adopt_log && **followed_log != log) {
+    spdlog::warn("backup: pool {} sent {} from change log {}, but this copy follows log {}: asking for a snapshot",
+                 sender->source_pool, sender->module, log, **followed_log);
+    return HttpResponse::Error(409, fmt::format("pool {}'s copy of {} follows another change log of pool {} (its "
+                                                "store was rebuilt): a snapshot is needed",
+                                                local_pool_, sender->module, sender->source_pool));
+  }
   int64_t after = std::atoll(params["after"].c_str());
   if (before->applied_seq < after) {
     spdlog::warn("backup: pool {} sent {} after sequence {}, but this pool applied only up to {}: asking for a "
@@ -140,6 +155,8 @@ HttpResponse BackupLinkServer::ApplyBatch(const HttpRequest& request) {
   if (!progress) {
     return Fail(*sender, progress.error().code == ErrorCode::kInvalidArgument ? 400 : 503, progress.error().message);
   }
+  // A copy made before logs had identities follows the sender's log from now on.
+  if (adopt_log) (void)store_.SetSetting(log_key, log);
   Succeeded(*sender, request.body.size(), *progress);
   return HttpResponse::Json(200, ProgressJson(*progress).dump());
 }
@@ -156,6 +173,13 @@ HttpResponse BackupLinkServer::ApplySnapshot(const HttpRequest& request) {
   if (!progress) {
     return Fail(*sender, progress.error().code == ErrorCode::kInvalidArgument ? 400 : 503, progress.error().message);
   }
+  // The copy follows the log the snapshot was taken from. Recorded after the last
+  // chunk is applied: a crash in between costs one more snapshot, never a hole.
+  if (params["last"] == "1" && !params["log"].empty()) {
+    if (auto set = store_.SetSetting(SourceLogSettingKey(sender->source_pool, sender->module), params["log"]); !set) {
+      return Fail(*sender, 503, set.error().message);
+    }
+  }
   Succeeded(*sender, request.body.size(), *progress);
   return HttpResponse::Json(200, ProgressJson(*progress).dump());
 }
@@ -167,7 +191,11 @@ HttpResponse BackupLinkServer::Progress(const HttpRequest& request) {
   if (!sender) return sender.error();
   auto progress = FindImportProgress(store_, sender->source_pool, sender->module);
   if (!progress) return HttpResponse::Error(503, progress.error().message);
-  return HttpResponse::Json(200, ProgressJson(*progress).dump());
+  auto followed_log = store_.GetSetting(SourceLogSettingKey(sender->source_pool, sender->module));
+  if (!followed_log) return HttpResponse::Error(503, followed_log.error().message);
+  nlohmann::json answer = ProgressJson(*progress);
+  answer["source_log"] = followed_log->value_or("");
+  return HttpResponse::Json(200, answer.dump());
 }
 
 // Body {"home_pool": P, "ranges": [[from, to], ...]}; answers the digest of each

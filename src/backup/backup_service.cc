@@ -216,7 +216,28 @@ HttpResponse BackupService::Verify(const HttpRequest& request) {
 HttpResponse BackupService::SetAside(const HttpRequest& request) {
   auto pairing = LocalPairingFor(request);
   if (!pairing) return pairing.error();
-  auto count = SetAsideDivergentRecords(store_, *pairing, NowUnixMillis());
+  // Which modules' copies on the partner follow another change log of this pool
+  // (this store was rebuilt after the loss): their cutoff is not a position here.
+  std::set<std::string> rebuilt_modules;
+  auto secret = SecretFor(*pairing);
+  if (!secret) return HttpResponse::Error(503, secret.error().message);
+  auto log = LocalChangeLogId(store_);
+  if (!log) return HttpResponse::Error(503, log.error().message);
+  for (std::string_view module : {kUserModule, kConferenceModule}) {
+    auto head = store_.ModuleHead(module);
+    if (!head) return HttpResponse::Error(503, head.error().message);
+    std::string followed;
+    if (auto progress = CallPartner(*pairing, *secret, "GET", "/backup/import", {{"module", std::string(module)}}, "",
+                                    std::chrono::seconds(10))) {
+      followed = progress->value("source_log", "");
+    }
+    int64_t cutoff = pairing->served_elsewhere ? DivergenceCutoff(*pairing->served_elsewhere, module) : 0;
+    // Without the partner's word (unreachable, or a copy older than log identities),
+    // a cutoff beyond this log's head can only belong to another log.
+    bool rebuilt = followed.empty() ? cutoff > head->seq : followed != *log;
+    if (rebuilt) rebuilt_modules.insert(std::string(module));
+  }
+  auto count = SetAsideDivergentRecords(store_, *pairing, NowUnixMillis(), rebuilt_modules);
   if (!count) return HttpResponse::Error(503, count.error().message);
   if (*count > 0) spdlog::warn("backup: set aside {} divergent records of pool {}", *count, pairing->local->fqdn);
   return HttpResponse::Json(200, nlohmann::json{{"pool", pairing->local->fqdn}, {"set_aside", *count}}.dump());

@@ -164,6 +164,7 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     auto progress = CallPartner(pairing, secret, "GET", "/backup/import", {{"module", module}}, "", options_.peer_timeout);
     if (!progress) return std::unexpected(progress.error());
     int64_t applied = progress->value("applied_seq", int64_t{0});
+    const std::string followed_log = progress->value("source_log", "");
     int64_t snapshot_in_progress = progress->value("snapshot_seq", int64_t{0});
     auto exported = store_.ListExportProgress();
     if (!exported) return std::unexpected(exported.error());
@@ -173,6 +174,27 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     }
     auto head = store_.ModuleHead(module);
     if (!head) return std::unexpected(head.error());
+    auto log = LocalChangeLogId(store_);
+    if (!log) return std::unexpected(log.error());
+    // The partner's copy follows another change log of this pool (this store was
+    // rebuilt; a copy from before logs had identities says so by claiming more than
+    // this log holds): its applied sequence is not a position in this log, and must
+    // never be taken as acknowledged here (that would prune and skip real changes).
+    const bool other_log = applied > 0 && (followed_log.empty() ? applied > head->seq : followed_log != *log);
+    if (other_log) {
+      if (pairing.served_elsewhere) {
+        // The partner's copy of this pool's users is the truth now; a snapshot from
+        // here would overwrite it. It comes once this pool serves its users again.
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         fmt::format("pool {}'s copy of {} follows another change log of this pool (its store was "
+                                     "rebuilt); it gets a snapshot once this pool serves its users again",
+                                     partner, module));
+      }
+      spdlog::warn("backup: pool {}'s copy of {} follows another change log of this pool (applied up to {}, this "
+                   "log's head is {}): it gets a snapshot of this one",
+                   partner, module, applied, head->seq);
+      applied = 0;
+    }
     // A snapshot when the partner holds nothing of a module that has data, lost
     // what it had acknowledged (its copy was restored or rebuilt), or was cut off in
     // the middle of a snapshot.
@@ -183,7 +205,8 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     // Acknowledged beyond what the partner holds means it lost part of its copy,
     // unless that part is what was set aside as divergent.
     bool lost_copy = applied < acked && acked > skip_through;
-    if (!pairing.served_elsewhere && (snapshot_in_progress > 0 || lost_copy || (applied == 0 && head->seq > 0))) {
+    if (!pairing.served_elsewhere &&
+        (other_log || snapshot_in_progress > 0 || lost_copy || (applied == 0 && head->seq > 0))) {
       auto snapshot_seq = SendSnapshot(pairing, secret, module, pairing.local->fqdn);
       if (!snapshot_seq) return std::unexpected(snapshot_seq.error());
       applied = *snapshot_seq;
@@ -201,6 +224,9 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
   spdlog::info("backup: initial sync of {} homed in {} to {} starts", module, home_pool, pairing.partner->fqdn);
   auto head_before = store_.ModuleHead(module);
   if (!head_before) return std::unexpected(head_before.error());
+  auto log_id = LocalChangeLogId(store_);
+  if (!log_id) return std::unexpected(log_id.error());
+  const std::string& log = *log_id;
   int64_t rows_sent = 0;
   bool first = true;
   const std::string progress_key = InitialSyncSettingKey(pairing.partner->fqdn, module);
@@ -212,6 +238,7 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
                                 {"snapshot_seq", std::to_string(snapshot_seq)},
                                 {"first", first ? "1" : "0"},
                                 {"last", last ? "1" : "0"},
+                                {"log", log},
                                 {"sha256", body.sha256}},
                                body.compressed, options_.peer_timeout);
     if (!applied) return std::unexpected(applied.error());
@@ -258,6 +285,8 @@ Status BackupShipper::SendBatches(const Pairing& pairing, const std::string& sec
   auto skip_setting = store_.GetSetting(SkipThroughSettingKey(module));
   if (!skip_setting) return std::unexpected(skip_setting.error());
   const int64_t skip_through = skip_setting->has_value() ? std::atoll((*skip_setting)->c_str()) : 0;
+  auto log = LocalChangeLogId(store_);
+  if (!log) return std::unexpected(log.error());
   // Ship until caught up, but give the other modules a turn now and then.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -279,7 +308,10 @@ Status BackupShipper::SendBatches(const Pairing& pairing, const std::string& sec
     changes->resize(count);
     EncodedBody body = EncodeChanges(*changes);
     auto applied = CallPartner(pairing, secret, "POST", "/backup/apply",
-                               {{"module", module}, {"after", std::to_string(cursor)}, {"sha256", body.sha256}},
+                               {{"module", module},
+                                {"after", std::to_string(cursor)},
+                                {"log", *log},
+                                {"sha256", body.sha256}},
                                body.compressed, options_.peer_timeout);
     if (!applied) return std::unexpected(applied.error());
     int64_t applied_seq = applied->value("applied_seq", int64_t{0});

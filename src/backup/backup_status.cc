@@ -72,10 +72,12 @@ std::string DivergentRecordsSettingKey(std::string_view module) {
   return fmt::format("backup.divergent.{}", module);
 }
 
-Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms) {
+Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms,
+                                         const std::set<std::string>& rebuilt_modules) {
   if (!pairing.served_elsewhere) return 0;
   int64_t set_aside = 0;
   for (std::string_view module : {kUserModule, kConferenceModule}) {
+    if (rebuilt_modules.contains(std::string(module))) continue;
     std::string key = DivergentRecordsSettingKey(module);
     nlohmann::json kept = nlohmann::json::parse(SettingOr(store, key, "[]"), nullptr, false);
     if (!kept.is_array()) kept = nlohmann::json::array();

@@ -15,6 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -32,7 +34,13 @@ std::string DivergentRecordsSettingKey(std::string_view module);
 // partner never got them) out of the change log into DivergentRecordsSettingKey,
 // where they stay to be exported, and marks them as never to ship. Returns how
 // many were set aside.
-Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms);
+// The cutoff (what the partner had applied at the failover) is a position in the
+// change log the partner's copy follows. Modules in `rebuilt_modules` are those
+// whose partner copy follows another log (this store was rebuilt since): nothing in
+// this log is divergent then — it was all written after the loss, while the partner
+// served this pool's users — and the partner gets a snapshot of it instead.
+Result<int64_t> SetAsideDivergentRecords(Store& store, const Pairing& pairing, int64_t now_ms,
+                                         const std::set<std::string>& rebuilt_modules = {});
 
 Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std::chrono::milliseconds sync_interval,
                                        int64_t now_ms);
