@@ -8,7 +8,8 @@ import os
 import re
 import unittest
 
-from tandem_harness import Deployment, Sipp, register_request, run_sipp, sip_exchange, topology_text, wait_until
+from tandem_harness import (Deployment, Sipp, register_request, run_sipp, sip_exchange, start_device, topology_text,
+                            wait_until)
 
 POOL1 = "pool1.example.com"
 POOL2 = "pool2.example.com"
@@ -65,14 +66,7 @@ class PoolRoutingTest(unittest.TestCase):
         return {u["uri"] for u in json.loads(body)["users"]} if code == 200 else set()
 
     def start_device(self, user, server_id):
-        """A sipp UAS waiting for one MESSAGE, registered as `user`'s device through `server_id`."""
-        device = Sipp(self.d.sip_port(server_id), "uas_message.xml", [], server_mode=True)
-        self.addCleanup(device.stop)
-        code, diagnostics = run_sipp(self.d.sip_port(server_id), "register_contact.xml",
-                                     [(user, password(user), "example.com")],
-                                     variables={"contact_port": device.local_port})
-        self.assertEqual(code, 0, diagnostics + self.d.logs())
-        return device
+        return start_device(self, self.d, user, password(user), server_id)
 
     def assert_delivered(self, sender, recipient, via, device_server):
         """`recipient`'s device registered through `device_server` gets `sender`'s MESSAGE sent to `via`."""

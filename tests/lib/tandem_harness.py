@@ -325,3 +325,14 @@ class Sipp:
 
 def run_sipp(sip_port, scenario, rows, **kwargs):
     return Sipp(sip_port, scenario, rows, **kwargs).wait()
+
+
+def start_device(testcase, d, user, password, server_id):
+    """A sipp UAS waiting for one MESSAGE, registered (digest) as `user`'s device
+    through `server_id` of Deployment `d`; stopped when `testcase` ends."""
+    device = Sipp(d.sip_port(server_id), "uas_message.xml", [], server_mode=True)
+    testcase.addCleanup(device.stop)
+    code, diagnostics = run_sipp(d.sip_port(server_id), "register_contact.xml", [(user, password, "example.com")],
+                                 variables={"contact_port": device.local_port})
+    testcase.assertEqual(code, 0, diagnostics + d.logs())
+    return device
