@@ -33,15 +33,20 @@ Result<nlohmann::json> CallPartner(const Pairing& pairing, const std::string& se
 }
 
 Result<std::string> LocalChangeLogId(Store& store) {
-  constexpr std::string_view kKey = "backup.change_log_id";
-  auto id = store.GetSetting(kKey);
+  auto id = store.GetSetting(kChangeLogIdSetting);
   if (!id) return std::unexpected(id.error());
   if (*id && !(*id)->empty()) return **id;
   // Only the backup lease holder asks, so two servers rarely make one at once; if
   // they do, the partner sees another log once and takes one snapshot too many.
   std::string made = RandomHex(16);
-  if (auto set = store.SetSetting(kKey, made); !set) return std::unexpected(set.error());
+  if (auto set = store.SetSetting(kChangeLogIdSetting, made); !set) return std::unexpected(set.error());
   return made;
+}
+
+bool FollowsAnotherLog(int64_t position, std::string_view followed_log, std::string_view this_log, int64_t head_seq) {
+  if (position <= 0) return false;
+  if (!followed_log.empty() && !this_log.empty()) return followed_log != this_log;
+  return position > head_seq;
 }
 
 std::string SourceLogSettingKey(std::string_view source_pool, std::string_view module) {

@@ -31,6 +31,13 @@ Result<nlohmann::json> CallPartner(const Pairing& pairing, const std::string& se
 // the partner records which log its copy follows, and a different one means a
 // fresh snapshot.
 Result<std::string> LocalChangeLogId(Store& store);
+inline constexpr std::string_view kChangeLogIdSetting = "backup.change_log_id";
+// Whether a copy that reached `position` (an applied sequence, or a failover's
+// cutoff) in the log `followed_log` follows another log than `this_log`, whose head
+// is `head_seq`: its position is then no position in this log. A copy from before
+// logs had identities (either id empty) tells it by claiming more than the log holds.
+bool FollowsAnotherLog(int64_t position, std::string_view followed_log, std::string_view this_log, int64_t head_seq);
+
 // The setting, in the importing pool's store, naming the log its copy of
 // `source_pool`'s `module` follows.
 std::string SourceLogSettingKey(std::string_view source_pool, std::string_view module);

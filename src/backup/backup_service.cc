@@ -234,8 +234,7 @@ HttpResponse BackupService::SetAside(const HttpRequest& request) {
     int64_t cutoff = pairing->served_elsewhere ? DivergenceCutoff(*pairing->served_elsewhere, module) : 0;
     // Without the partner's word (unreachable, or a copy older than log identities),
     // a cutoff beyond this log's head can only belong to another log.
-    bool rebuilt = followed.empty() ? cutoff > head->seq : followed != *log;
-    if (rebuilt) rebuilt_modules.insert(std::string(module));
+    if (FollowsAnotherLog(cutoff, followed, *log, head->seq)) rebuilt_modules.insert(std::string(module));
   }
   auto count = SetAsideDivergentRecords(store_, *pairing, NowUnixMillis(), rebuilt_modules);
   if (!count) return HttpResponse::Error(503, count.error().message);

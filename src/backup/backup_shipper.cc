@@ -180,7 +180,7 @@ Status BackupShipper::ShipModule(const Pairing& pairing, const std::string& secr
     // rebuilt; a copy from before logs had identities says so by claiming more than
     // this log holds): its applied sequence is not a position in this log, and must
     // never be taken as acknowledged here (that would prune and skip real changes).
-    const bool other_log = applied > 0 && (followed_log.empty() ? applied > head->seq : followed_log != *log);
+    const bool other_log = FollowsAnotherLog(applied, followed_log, *log, head->seq);
     if (other_log) {
       if (pairing.served_elsewhere) {
         // The partner's copy of this pool's users is the truth now; a snapshot from

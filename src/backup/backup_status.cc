@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backup/backup_link.h"
 #include "backup/backup_link_server.h"
 #include "backup/backup_shipper.h"
 
@@ -57,7 +58,8 @@ Result<nlohmann::json> ExportView(Store& store, const Pairing& pairing, const st
     state = "SteadyState";
   }
   nlohmann::json view{{"export_state", state},        {"source_seq", head->seq}, {"source_at_ms", head->at_ms},
-                      {"applied_seq", applied},        {"lag_seconds", lag_seconds}, {"last_error", error}};
+                      {"applied_seq", applied},        {"lag_seconds", lag_seconds}, {"last_error", error},
+                      {"change_log", SettingOr(store, std::string(kChangeLogIdSetting))}};
   if (!initial_sync.empty()) view["initial_sync_rows_sent"] = std::atoll(initial_sync.c_str());
   if (divergent > 0) view["divergent_records"] = divergent;
   nlohmann::json set_aside = nlohmann::json::parse(SettingOr(store, DivergentRecordsSettingKey(module), "[]"), nullptr,
@@ -134,7 +136,8 @@ Result<nlohmann::json> LocalBackupView(Store& store, const Pairing& pairing, std
                        {"applied_at_ms", progress.applied_at_ms},
                        {"source_at_ms", progress.source_at_ms},
                        {"snapshot_seq", progress.snapshot_seq},
-                       {"last_error", error}};
+                       {"last_error", error},
+                       {"source_log", SettingOr(store, SourceLogSettingKey(partner, module))}};
   }
   return nlohmann::json{{"pool", pairing.local->fqdn},
                         {"partner", partner},
@@ -152,7 +155,16 @@ nlohmann::json ModuleEntry(const std::string& module, const nlohmann::json& expo
                                                             : exported.value("applied_seq", nlohmann::json(0));
   std::string export_state = exported.value("export_state", "ErrorState");
   std::string error = exported.value("last_error", "");
-  if (export_state == "SteadyState" && applied.is_number() && exported.contains("applied_seq") &&
+  // A copy of another change log of the source (its store was rebuilt) holds no
+  // position in this one, whatever sequence it reached there.
+  nlohmann::json head = exported.value("source_seq", nlohmann::json());
+  if (applied.is_number() && head.is_number() &&
+      FollowsAnotherLog(applied.get<int64_t>(), imported.value("source_log", ""), exported.value("change_log", ""),
+                        head.get<int64_t>())) {
+    applied = 0;
+    if (export_state != "ErrorState") export_state = "NonSteadyState";
+    if (error.empty()) error = "the copy follows an earlier change log of the source (its store was rebuilt); a snapshot of this one is due";
+  } else if (export_state == "SteadyState" && applied.is_number() && exported.contains("applied_seq") &&
       applied.get<int64_t>() < exported["applied_seq"].get<int64_t>()) {
     // The target lost part of what it acknowledged (restored from an older backup):
     // the shipper sends a snapshot at its next check.
