@@ -165,11 +165,11 @@ HttpResponse BackupLinkServer::ApplySnapshot(const HttpRequest& request) {
   BatchParams params(request.query.begin(), request.query.end());
   auto sender = Authenticate(request, params, /*module_required=*/true);
   if (!sender) return sender.error();
-  auto rows = DecodeRows(request.body, params["sha256"], kMaxBatchBytes);
-  if (!rows) return Fail(*sender, 400, rows.error().message);
+  auto chunk = DecodeSnapshotChunk(request.body, params["sha256"], kMaxBatchBytes);
+  if (!chunk) return Fail(*sender, 400, chunk.error().message);
   int64_t snapshot_seq = std::atoll(params["snapshot_seq"].c_str());
   auto progress = store_.ApplySnapshotChunk(sender->source_pool, sender->module, params["home_pool"], snapshot_seq,
-                                            params["first"] == "1", params["last"] == "1", *rows);
+                                            params["first"] == "1", params["last"] == "1", *chunk);
   if (!progress) {
     return Fail(*sender, progress.error().code == ErrorCode::kInvalidArgument ? 400 : 503, progress.error().message);
   }

@@ -1,6 +1,7 @@
 #include "backup/backup_shipper.h"
 
 #include <algorithm>
+#include <future>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -224,37 +225,50 @@ Result<int64_t> BackupShipper::SendSnapshot(const Pairing& pairing, const std::s
   spdlog::info("backup: initial sync of {} homed in {} to {} starts", module, home_pool, pairing.partner->fqdn);
   auto head_before = store_.ModuleHead(module);
   if (!head_before) return std::unexpected(head_before.error());
-  auto log_id = LocalChangeLogId(store_);
-  if (!log_id) return std::unexpected(log_id.error());
-  const std::string& log = *log_id;
-  int64_t rows_sent = 0;
-  bool first = true;
+  // The partner records, with the last chunk, that its copy follows this log.
+  auto log = LocalChangeLogId(store_);
+  if (!log) return std::unexpected(log.error());
+  int64_t rows_sent = 0;  // by the sending thread, read once it is joined
   const std::string progress_key = InitialSyncSettingKey(pairing.partner->fqdn, module);
-  auto send_chunk = [&](const std::vector<ReplicatedRow>& rows, int64_t snapshot_seq, bool last) -> Status {
-    EncodedBody body = EncodeRows(rows);
+  auto send_chunk = [&](const EncodedBody& body, int64_t rows, int64_t snapshot_seq, bool first, bool last) -> Status {
     auto applied = CallPartner(pairing, secret, "POST", "/backup/snapshot",
                                {{"module", module},
                                 {"home_pool", home_pool},
                                 {"snapshot_seq", std::to_string(snapshot_seq)},
                                 {"first", first ? "1" : "0"},
                                 {"last", last ? "1" : "0"},
-                                {"log", log},
+                                {"log", *log},
                                 {"sha256", body.sha256}},
                                body.compressed, options_.peer_timeout);
     if (!applied) return std::unexpected(applied.error());
-    first = false;
-    rows_sent += static_cast<int64_t>(rows.size());
+    rows_sent += rows;
     // Progress for `tandem backup status|sync`, whichever server they ask.
     return store_.SetSetting(progress_key, std::to_string(rows_sent));
   };
+  // Pipelined: the partner applies chunk N while this thread scans and encodes chunk
+  // N + 1, which takes about as long. Chunks still go one at a time and in order.
+  std::future<Status> in_flight;
+  auto wait_in_flight = [&]() -> Status { return in_flight.valid() ? in_flight.get() : OkStatus(); };
+  bool first = true;
   // Chunks sent during the scan carry the head seen before it (a lower bound); the
   // last one carries the head of the scan's own consistent read, from which the
   // partner resumes.
-  auto snapshot_seq = store_.ScanRows(module, home_pool, "", "", options_.snapshot_chunk_rows,
-                                      [&](std::vector<ReplicatedRow>&& rows) {
-                                        return send_chunk(rows, std::max<int64_t>(head_before->seq, 1), false);
-                                      });
-  Status finished = snapshot_seq ? send_chunk({}, *snapshot_seq, true) : std::unexpected(snapshot_seq.error());
+  const int64_t early_seq = std::max<int64_t>(head_before->seq, 1);
+  auto snapshot_seq = store_.ScanSnapshot(
+      module, home_pool, options_.snapshot_chunk_rows, options_.snapshot_chunk_bytes,
+      [&](SnapshotChunk&& chunk) -> Status {
+        EncodedBody body = EncodeSnapshotChunk(chunk.json);
+        if (auto sent = wait_in_flight(); !sent) return sent;
+        in_flight = std::async(std::launch::async, [&, body = std::move(body), rows = chunk.rows, first]() {
+          return send_chunk(body, rows, early_seq, first, false);
+        });
+        first = false;
+        return OkStatus();
+      });
+  Status sent = wait_in_flight();  // even after a failed scan: the send uses this frame
+  Status finished = !snapshot_seq ? Status(std::unexpected(snapshot_seq.error()))
+                    : !sent       ? sent
+                                  : send_chunk(EncodeSnapshotChunk("[]"), 0, *snapshot_seq, first, true);
   (void)store_.SetSetting(progress_key, "");
   if (!finished) return std::unexpected(finished.error());
   spdlog::info("backup: initial sync of {} to {} done: {} rows at sequence {}", module, pairing.partner->fqdn,

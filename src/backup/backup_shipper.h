@@ -41,7 +41,11 @@ struct ShipperOptions {
   std::chrono::milliseconds handshake_interval{5000};  // how often to re-ask the partner where it stands
   int batch_records = 2000;
   size_t batch_bytes = size_t{4} << 20;  // payload bytes; a single larger record goes alone
-  int snapshot_chunk_rows = 5000;
+  // Snapshot chunks: each is one request and one transaction on the partner, so
+  // fewer, larger ones make an initial sync faster; the partner's writers wait for
+  // one chunk's transaction (some tens of milliseconds at most).
+  int snapshot_chunk_rows = 20000;
+  size_t snapshot_chunk_bytes = size_t{8} << 20;  // of JSON text; a single larger row goes alone
 };
 
 // Settings in the pool's store that every server reads for status.

@@ -12,21 +12,22 @@
 namespace tandem {
 namespace {
 
-// Level 1: batches are small and shipped continuously; speed matters more than ratio.
+// Level 1: batches are shipped continuously and snapshot chunks by the hundred;
+// speed matters more than ratio.
 constexpr int kCompressionLevel = 1;
 
-EncodedBody Compress(const std::string& json) {
+EncodedBody Compress(std::string_view text) {
   EncodedBody body;
-  body.sha256 = Sha256Hex(json);
-  body.compressed.resize(ZSTD_compressBound(json.size()));
-  size_t size = ZSTD_compress(body.compressed.data(), body.compressed.size(), json.data(), json.size(),
+  body.sha256 = Sha256Hex(text);
+  body.compressed.resize(ZSTD_compressBound(text.size()));
+  size_t size = ZSTD_compress(body.compressed.data(), body.compressed.size(), text.data(), text.size(),
                               kCompressionLevel);
   TANDEM_CHECK(!ZSTD_isError(size));
   body.compressed.resize(size);
   return body;
 }
 
-Result<nlohmann::json> Decompress(std::string_view compressed, std::string_view sha256, size_t max_bytes) {
+Result<std::string> Decompress(std::string_view compressed, std::string_view sha256, size_t max_bytes) {
   unsigned long long size = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
     return MakeError(ErrorCode::kCorruption, "the batch is not a zstd frame");
@@ -34,13 +35,19 @@ Result<nlohmann::json> Decompress(std::string_view compressed, std::string_view 
   if (size > max_bytes) {
     return MakeError(ErrorCode::kCorruption, fmt::format("the batch would decompress to {} bytes", size));
   }
-  std::string json(size, '\0');
-  size_t got = ZSTD_decompress(json.data(), json.size(), compressed.data(), compressed.size());
+  std::string text(size, '\0');
+  size_t got = ZSTD_decompress(text.data(), text.size(), compressed.data(), compressed.size());
   if (ZSTD_isError(got) || got != size) return MakeError(ErrorCode::kCorruption, "the batch does not decompress");
-  if (!ConstantTimeEquals(Sha256Hex(json), sha256)) {
+  if (!ConstantTimeEquals(Sha256Hex(text), sha256)) {
     return MakeError(ErrorCode::kCorruption, "the batch does not match its checksum");
   }
-  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  return text;
+}
+
+Result<nlohmann::json> DecompressArray(std::string_view compressed, std::string_view sha256, size_t max_bytes) {
+  auto text = Decompress(compressed, sha256, max_bytes);
+  if (!text) return std::unexpected(text.error());
+  auto parsed = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_array()) return MakeError(ErrorCode::kCorruption, "the batch is not JSON");
   return parsed;
 }
@@ -53,15 +60,11 @@ EncodedBody EncodeChanges(const std::vector<ChangeRecord>& changes) {
   return Compress(items.dump());
 }
 
-EncodedBody EncodeRows(const std::vector<ReplicatedRow>& rows) {
-  nlohmann::json items = nlohmann::json::array();
-  for (const ReplicatedRow& row : rows) items.push_back({row.key, row.home_pool, row.payload});
-  return Compress(items.dump());
-}
+EncodedBody EncodeSnapshotChunk(std::string_view chunk_json) { return Compress(chunk_json); }
 
 Result<std::vector<ChangeRecord>> DecodeChanges(std::string_view compressed, std::string_view sha256,
                                                 size_t max_bytes) {
-  auto items = Decompress(compressed, sha256, max_bytes);
+  auto items = DecompressArray(compressed, sha256, max_bytes);
   if (!items) return std::unexpected(items.error());
   std::vector<ChangeRecord> changes;
   changes.reserve(items->size());
@@ -77,18 +80,8 @@ Result<std::vector<ChangeRecord>> DecodeChanges(std::string_view compressed, std
   return changes;
 }
 
-Result<std::vector<ReplicatedRow>> DecodeRows(std::string_view compressed, std::string_view sha256, size_t max_bytes) {
-  auto items = Decompress(compressed, sha256, max_bytes);
-  if (!items) return std::unexpected(items.error());
-  std::vector<ReplicatedRow> rows;
-  rows.reserve(items->size());
-  for (const auto& item : *items) {
-    if (!item.is_array() || item.size() != 3 || !item[0].is_string() || !item[1].is_string() || !item[2].is_string()) {
-      return MakeError(ErrorCode::kCorruption, "a row of the snapshot chunk is malformed");
-    }
-    rows.push_back({item[0].get<std::string>(), item[1].get<std::string>(), item[2].get<std::string>()});
-  }
-  return rows;
+Result<std::string> DecodeSnapshotChunk(std::string_view compressed, std::string_view sha256, size_t max_bytes) {
+  return Decompress(compressed, sha256, max_bytes);
 }
 
 namespace {

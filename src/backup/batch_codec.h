@@ -28,13 +28,15 @@ struct EncodedBody {
 };
 
 EncodedBody EncodeChanges(const std::vector<ChangeRecord>& changes);
-EncodedBody EncodeRows(const std::vector<ReplicatedRow>& rows);
+// A snapshot chunk's text (Store::ScanSnapshot) as it is: the store reads it back.
+EncodedBody EncodeSnapshotChunk(std::string_view chunk_json);
 
 // Decompresses `compressed` (refusing more than `max_bytes` once decompressed),
 // checks it against `sha256` and parses it. kCorruption when any of that fails.
 Result<std::vector<ChangeRecord>> DecodeChanges(std::string_view compressed, std::string_view sha256,
                                                 size_t max_bytes);
-Result<std::vector<ReplicatedRow>> DecodeRows(std::string_view compressed, std::string_view sha256, size_t max_bytes);
+// The same for a snapshot chunk, whose text Store::ApplySnapshotChunk parses (and refuses).
+Result<std::string> DecodeSnapshotChunk(std::string_view compressed, std::string_view sha256, size_t max_bytes);
 
 // Adds "sig": HMAC-SHA-256 under `secret` of the path and every other parameter.
 void SignParams(std::string_view secret, std::string_view path, BatchParams& params);

@@ -24,14 +24,15 @@ TEST(BatchCodecTest, ChangesRoundTrip) {
   EXPECT_EQ((*decoded)[1].key, "sip:alice@example.com#contact:sip:bob@example.com");
 }
 
-TEST(BatchCodecTest, RowsRoundTrip) {
-  std::vector<ReplicatedRow> rows{{"sip:a@example.com", "pool1.example.com", "{}"}, {"k2", "", "[1]"}};
-  EncodedBody body = EncodeRows(rows);
-  auto decoded = DecodeRows(body.compressed, body.sha256, 1 << 20);
+TEST(BatchCodecTest, SnapshotChunkTravelsAsItIs) {
+  const std::string chunk = R"([["users","sip:a@example.com","a"],["contacts","x"]])";
+  EncodedBody body = EncodeSnapshotChunk(chunk);
+  auto decoded = DecodeSnapshotChunk(body.compressed, body.sha256, 1 << 20);
   ASSERT_TRUE(decoded) << decoded.error().message;
-  ASSERT_EQ(decoded->size(), 2u);
-  EXPECT_EQ((*decoded)[1].key, "k2");
-  EXPECT_EQ((*decoded)[0].home_pool, "pool1.example.com");
+  EXPECT_EQ(*decoded, chunk);
+  std::string corrupted = body.compressed;
+  corrupted.back() ^= 0x01;
+  EXPECT_EQ(DecodeSnapshotChunk(corrupted, body.sha256, 1 << 20).error().code, ErrorCode::kCorruption);
 }
 
 TEST(BatchCodecTest, CorruptedBodyIsRejected) {
@@ -54,15 +55,15 @@ TEST(BatchCodecTest, WrongChecksumIsRejected) {
 }
 
 TEST(BatchCodecTest, OversizedBatchIsRejectedBeforeDecompressing) {
-  EncodedBody body = EncodeRows({{"k", "", std::string(100000, 'x')}});
-  auto decoded = DecodeRows(body.compressed, body.sha256, 1000);
+  EncodedBody body = EncodeSnapshotChunk(std::string(100000, 'x'));
+  auto decoded = DecodeSnapshotChunk(body.compressed, body.sha256, 1000);
   ASSERT_FALSE(decoded);
   EXPECT_EQ(decoded.error().code, ErrorCode::kCorruption);
 }
 
 TEST(BatchCodecTest, MalformedJsonWithValidChecksumIsRejected) {
   // A sender with the secret but a bug: well-framed, wrong shape.
-  EncodedBody body = EncodeRows({{"k", "", "p"}});
+  EncodedBody body = EncodeSnapshotChunk(R"([["k", "", "p"]])");
   auto decoded = DecodeChanges(body.compressed, body.sha256, 1 << 20);
   ASSERT_FALSE(decoded);
   EXPECT_EQ(decoded.error().code, ErrorCode::kCorruption);

@@ -385,6 +385,23 @@ class Tx {
     return OkStatus();
   }
 
+  // COPY ... FROM STDIN (`sql`) of `data`, the whole of what it reads.
+  Status CopyIn(std::string_view what, const char* sql, std::string_view data) {
+    auto started = Check(what, PgResult(PQexec(conn_, sql)), PGRES_COPY_IN);
+    if (!started) return std::unexpected(started.error());
+    // A failed send shows in the result that follows (or in the connection's status).
+    if (data.size() <= static_cast<size_t>(INT32_MAX)) {
+      (void)PQputCopyData(conn_, data.data(), static_cast<int>(data.size()));
+      (void)PQputCopyEnd(conn_, nullptr);
+    } else {
+      (void)PQputCopyEnd(conn_, "more than 2 GiB to copy at once");
+    }
+    auto copied = Check(what, PgResult(PQgetResult(conn_)));
+    while (PGresult* rest = PQgetResult(conn_)) PQclear(rest);  // the protocol ends with a null result
+    if (!copied) return std::unexpected(copied.error());
+    return OkStatus();
+  }
+
   void LogChange(ChangeRecord change) { changes_.push_back(std::move(change)); }
   const std::vector<ChangeRecord>& changes() const { return changes_; }
 
@@ -400,10 +417,11 @@ class Tx {
   void ForbidRetry() { retryable_ = false; }
   PGconn* conn() const { return conn_; }
 
-  // Classifies a result; kept as the transaction's last failure.
-  Result<PgResult> Check(std::string_view what, PgResult result) {
+  // Classifies a result; kept as the transaction's last failure. `expected` is a
+  // success too (besides a command's and a query's).
+  Result<PgResult> Check(std::string_view what, PgResult result, ExecStatusType expected = PGRES_COMMAND_OK) {
     ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == expected) return result;
     const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
     sqlstate_ = state ? state : "";
     message_ = FailureMessage(result.get(), conn_);
@@ -510,9 +528,11 @@ class PostgresStore final : public Store {
   Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
                            std::string_view key_to, int chunk_rows,
                            const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) override;
+  Result<int64_t> ScanSnapshot(std::string_view module, std::string_view home_pool, int chunk_rows, size_t chunk_bytes,
+                               const std::function<Status(SnapshotChunk&&)>& sink) override;
   Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
                                             std::string_view home_pool, int64_t snapshot_seq, bool first, bool last,
-                                            const std::vector<ReplicatedRow>& rows) override;
+                                            std::string_view chunk_json) override;
   Result<std::vector<ImportProgress>> ListImportProgress() override;
   Status RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
                          int64_t now_ms) override;
@@ -552,6 +572,11 @@ class PostgresStore final : public Store {
   Result<ChangeLogHead> ModuleHeadIn(Tx& tx, std::string_view module);
   // Runs replication's writes as one kWrite transaction.
   InReplicationTx ReplicationWriter(std::string_view what);
+  // Runs `scan` (ScanTables or ScanSnapshotTables over the cursors it is given) in
+  // one read transaction; the module's head seq as of it. `scan` sets `*delivered`
+  // once its sink got rows: the transaction is then not run again.
+  Result<int64_t> ScanInOneRead(std::string_view module,
+                                const std::function<Status(const OpenCursor&, bool* delivered)>& scan);
   // Change-log records after `after_seq`, of one module or (nullopt) all.
   Result<std::vector<ChangeRecord>> ReadChangesOf(std::optional<std::string_view> module, int64_t after_seq,
                                                   int limit);
@@ -1472,6 +1497,49 @@ ImportProgress ReadImportRow(const PGresult* r, int row) {
                         Int(r, row, 5)};
 }
 
+// Rows in COPY's binary format (PostgreSQL manual, COPY, "Binary Format"): a header,
+// each row as its field count and each field's length and bytes, a trailer.
+class CopyData {
+ public:
+  CopyData() {
+    text_.append("PGCOPY\n\377\r\n\0", 11);
+    Int32(0);  // flags
+    Int32(0);  // header extension length
+  }
+  void Row(const SqlRow& values) {
+    Int16(static_cast<int16_t>(values.size()));
+    for (const SqlValue& value : values) {
+      if (const auto* number = std::get_if<int64_t>(&value)) {
+        Int32(sizeof(int64_t));
+        uint64_t big_endian = htobe64(static_cast<uint64_t>(*number));
+        text_.append(reinterpret_cast<const char*>(&big_endian), sizeof big_endian);
+        continue;
+      }
+      const auto* text = std::get_if<std::string>(&value);
+      const std::string& bytes = text ? *text : std::get<SqlBytes>(value).bytes;  // TEXT and BYTEA: as they are
+      TANDEM_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX));
+      Int32(static_cast<int32_t>(bytes.size()));
+      text_ += bytes;
+    }
+  }
+  std::string Finish() {
+    Int16(-1);
+    return std::move(text_);
+  }
+
+ private:
+  void Int16(int16_t value) {
+    uint16_t big_endian = htobe16(static_cast<uint16_t>(value));
+    text_.append(reinterpret_cast<const char*>(&big_endian), sizeof big_endian);
+  }
+  void Int32(int32_t value) {
+    uint32_t big_endian = htobe32(static_cast<uint32_t>(value));
+    text_.append(reinterpret_cast<const char*>(&big_endian), sizeof big_endian);
+  }
+
+  std::string text_;
+};
+
 // The write side of replication inside a kWrite transaction.
 class PgReplicationTx final : public ReplicationTx {
  public:
@@ -1506,8 +1574,49 @@ class PgReplicationTx final : public ReplicationTx {
                    Params(p.source_pool, p.module, p.applied_seq, p.applied_at_ms, p.source_at_ms, p.snapshot_seq));
   }
 
-  // Multi-row INSERTs: one round trip per statement is what bounds a snapshot's speed.
   Status Upsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    return rows.size() >= kCopyRows ? CopyUpsert(table, rows) : InsertUpsert(table, rows);
+  }
+
+  Status Remove(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
+    const std::string sql = DeleteSql(table, PgPlaceholder);
+    for (const RowWrite* row : rows) {
+      Params params;
+      for (const SqlValue& value : row->values) AddValue(params, value);
+      if (auto s = tx_.Run(fmt::format("removing from {}", table.name), sql.c_str(), params); !s) return s;
+    }
+    return OkStatus();
+  }
+
+  Status RemovePool(const ReplicatedTable& table, std::string_view home_pool) override {
+    return tx_.Run(fmt::format("clearing {} for a snapshot", table.name), DeletePoolSql(table, PgPlaceholder).c_str(),
+                   Params(home_pool));
+  }
+
+ private:
+  // From this many rows on (snapshot chunks), COPY into a temporary table and one
+  // INSERT ... SELECT from it: PostgreSQL takes rows through COPY several times
+  // faster than as the parameters of multi-row INSERTs, which it must plan and check.
+  static constexpr size_t kCopyRows = 100;
+
+  Status CopyUpsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) {
+    const std::string what = fmt::format("writing {}", table.name);
+    const std::string staging = fmt::format("replication_{}", table.name);
+    // Made once per connection; emptied by every COMMIT (and ROLLBACK).
+    const std::string create =
+        fmt::format("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS", staging, table.name);
+    if (auto s = tx_.Run(what, create.c_str()); !s) return s;
+    CopyData data;
+    for (const RowWrite* row : rows) data.Row(row->values);
+    const std::string copy = fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", staging, table.columns);
+    if (auto s = tx_.CopyIn(what, copy.c_str(), data.Finish()); !s) return s;
+    if (auto s = tx_.Run(what, UpsertFromSql(table, staging).c_str()); !s) return s;
+    // Empty again for another batch of this table in the same transaction.
+    return tx_.Run(what, fmt::format("TRUNCATE {}", staging).c_str());
+  }
+
+  // Multi-row INSERTs: one round trip per statement is what bounds their speed.
+  Status InsertUpsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) {
     size_t begin = 0;
     while (begin < rows.size()) {
       Params params;
@@ -1528,22 +1637,6 @@ class PgReplicationTx final : public ReplicationTx {
     return OkStatus();
   }
 
-  Status Remove(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
-    const std::string sql = DeleteSql(table, PgPlaceholder);
-    for (const RowWrite* row : rows) {
-      Params params;
-      for (const SqlValue& value : row->values) AddValue(params, value);
-      if (auto s = tx_.Run(fmt::format("removing from {}", table.name), sql.c_str(), params); !s) return s;
-    }
-    return OkStatus();
-  }
-
-  Status RemovePool(const ReplicatedTable& table, std::string_view home_pool) override {
-    return tx_.Run(fmt::format("clearing {} for a snapshot", table.name), DeletePoolSql(table, PgPlaceholder).c_str(),
-                   Params(home_pool));
-  }
-
- private:
   Tx& tx_;
 };
 
@@ -1591,11 +1684,9 @@ Result<ImportProgress> PostgresStore::ApplyChanges(std::string_view source_pool,
   return ApplyChangesWith(ReplicationWriter("applying changes"), source_pool, module, batch);
 }
 
-Result<int64_t> PostgresStore::ScanRows(std::string_view module, std::string_view home_pool,
-                                        std::string_view key_from, std::string_view key_to, int chunk_rows,
-                                        const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+Result<int64_t> PostgresStore::ScanInOneRead(std::string_view module,
+                                             const std::function<Status(const OpenCursor&, bool* delivered)>& scan) {
   int64_t head_seq = 0;
-  bool delivered = false;
   auto read = Transact("scanning rows", TxMode::kRead, [&](Tx& tx) -> Status {
     auto head = ModuleHeadIn(tx, module);
     if (!head) return std::unexpected(head.error());
@@ -1607,11 +1698,8 @@ Result<int64_t> PostgresStore::ScanRows(std::string_view module, std::string_vie
       if (auto s = tx.Run("scanning rows", declare.c_str(), params); !s) return std::unexpected(s.error());
       return std::make_unique<PgCursor>(tx, table.name, table.types);
     };
-    auto scanned = ScanTables(module, home_pool, key_from, key_to, chunk_rows, PgPlaceholder, open,
-                              [&](std::vector<ReplicatedRow>&& rows) {
-                                delivered = true;
-                                return sink(std::move(rows));
-                              });
+    bool delivered = false;
+    auto scanned = scan(open, &delivered);
     // A retry would hand the sink the same rows again.
     if (!scanned && delivered) tx.ForbidRetry();
     return scanned;
@@ -1620,11 +1708,34 @@ Result<int64_t> PostgresStore::ScanRows(std::string_view module, std::string_vie
   return head_seq;
 }
 
+Result<int64_t> PostgresStore::ScanRows(std::string_view module, std::string_view home_pool,
+                                        std::string_view key_from, std::string_view key_to, int chunk_rows,
+                                        const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+  return ScanInOneRead(module, [&](const OpenCursor& open, bool* delivered) {
+    return ScanTables(module, home_pool, key_from, key_to, chunk_rows, PgPlaceholder, open,
+                      [&](std::vector<ReplicatedRow>&& rows) {
+                        *delivered = true;
+                        return sink(std::move(rows));
+                      });
+  });
+}
+
+Result<int64_t> PostgresStore::ScanSnapshot(std::string_view module, std::string_view home_pool, int chunk_rows,
+                                            size_t chunk_bytes, const std::function<Status(SnapshotChunk&&)>& sink) {
+  return ScanInOneRead(module, [&](const OpenCursor& open, bool* delivered) {
+    return ScanSnapshotTables(module, home_pool, chunk_rows, chunk_bytes, PgPlaceholder, open,
+                              [&](SnapshotChunk&& chunk) {
+                                *delivered = true;
+                                return sink(std::move(chunk));
+                              });
+  });
+}
+
 Result<ImportProgress> PostgresStore::ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
                                                          std::string_view home_pool, int64_t snapshot_seq, bool first,
-                                                         bool last, const std::vector<ReplicatedRow>& rows) {
+                                                         bool last, std::string_view chunk_json) {
   return ApplySnapshotChunkWith(ReplicationWriter("applying a snapshot"), source_pool, module, home_pool, snapshot_seq,
-                                first, last, rows);
+                                first, last, chunk_json);
 }
 
 Result<std::vector<ImportProgress>> PostgresStore::ListImportProgress() {

@@ -3,7 +3,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <optional>
+#include <charconv>
+#include <cstring>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -114,7 +115,7 @@ SqlQuery ScanQuery(const ReplicatedTable& table, std::string_view home_pool, std
   auto add = [&](std::string condition, std::string value) {
     where += fmt::format("{}{} {}", where.empty() ? " WHERE " : " AND ", condition,
                          placeholder(static_cast<int>(query.params.size()) + 1));
-    query.params.push_back(std::move(value));
+    query.params.emplace_back(std::in_place_type<std::string>, std::move(value));
   };
   if (table.homed) add("home_pool =", std::string(home_pool));
   if (table.owner_keyed && !key_from.empty()) add(fmt::format("{} >=", names[0]), LowerOwnerBound(key_from));
@@ -124,16 +125,31 @@ SqlQuery ScanQuery(const ReplicatedTable& table, std::string_view home_pool, std
   return query;
 }
 
-std::string UpsertSql(const ReplicatedTable& table, int rows, Placeholder placeholder) {
+namespace {
+
+// What follows an INSERT of `table`'s columns: the row with the same primary key is
+// replaced (CMS versions: kept, a version never changes).
+std::string OnConflictClause(const ReplicatedTable& table) {
   std::vector<std::string_view> names = ColumnNames(table);
-  int width = static_cast<int>(names.size());
-  std::string sql = fmt::format("INSERT INTO {}({}) VALUES ", table.name, table.columns);
-  for (int row = 0; row < rows; ++row) sql += (row ? ", " : "") + Tuple(row * width + 1, width, placeholder);
   std::vector<std::string_view> key(names.begin(), names.begin() + table.key_columns);
-  if (!table.homed) return sql + fmt::format(" ON CONFLICT ({}) DO NOTHING", fmt::join(key, ", "));
+  if (!table.homed) return fmt::format(" ON CONFLICT ({}) DO NOTHING", fmt::join(key, ", "));
   std::vector<std::string> sets;
   for (size_t i = table.key_columns; i < names.size(); ++i) sets.push_back(fmt::format("{0} = excluded.{0}", names[i]));
-  return sql + fmt::format(" ON CONFLICT ({}) DO UPDATE SET {}", fmt::join(key, ", "), fmt::join(sets, ", "));
+  return fmt::format(" ON CONFLICT ({}) DO UPDATE SET {}", fmt::join(key, ", "), fmt::join(sets, ", "));
+}
+
+}  // namespace
+
+std::string UpsertSql(const ReplicatedTable& table, int rows, Placeholder placeholder) {
+  int width = static_cast<int>(ColumnNames(table).size());
+  std::string sql = fmt::format("INSERT INTO {}({}) VALUES ", table.name, table.columns);
+  for (int row = 0; row < rows; ++row) sql += (row ? ", " : "") + Tuple(row * width + 1, width, placeholder);
+  return sql + OnConflictClause(table);
+}
+
+std::string UpsertFromSql(const ReplicatedTable& table, std::string_view source) {
+  return fmt::format("INSERT INTO {0}({1}) SELECT {1} FROM {2}{3}", table.name, table.columns, source,
+                     OnConflictClause(table));
 }
 
 std::string DeleteSql(const ReplicatedTable& table, Placeholder placeholder) {
@@ -165,30 +181,55 @@ class Columns {
   const SqlRow& row_;
 };
 
-Result<ReplicatedRow> ReplicatedRowOf(const ReplicatedTable& table, const SqlRow& row) {
+// The change-log key of a row of `table` (store.h).
+std::string KeyOfRow(const ReplicatedTable& table, const SqlRow& row) {
+  Columns c(row);
+  switch (table.kind) {
+    case RowKind::kUser: return c.Text(0);
+    case RowKind::kContact: return ContactChangeKey(c.Text(0), c.Text(1));
+    case RowKind::kGroup: return ContactGroupChangeKey(c.Text(0), c.Text(1));
+    case RowKind::kNote: return PresenceNoteChangeKey(c.Text(0));
+    case RowKind::kPrivacy: return PrivacyChangeKey(c.Text(0));
+    case RowKind::kMeeting: return MeetingChangeKey(c.Text(0));
+    case RowKind::kContent: return ContentChangeKey(c.Text(0), c.Text(1));
+    case RowKind::kCmsVersion: return CmsVersionChangeKey(c.Int(0));
+  }
+  TANDEM_CHECK(false && "a row kind without a key");
+  return {};
+}
+
+// Which column holds the home pool; -1 for a table that is not homed.
+int HomePoolColumn(const ReplicatedTable& table) {
+  if (!table.homed) return -1;
+  std::vector<std::string_view> names = ColumnNames(table);
+  auto it = std::find(names.begin(), names.end(), "home_pool");
+  TANDEM_CHECK(it != names.end());
+  return static_cast<int>(it - names.begin());
+}
+
+// A scanned row of `table` as ScanRows gives it; `key` is KeyOfRow's.
+Result<ReplicatedRow> ReplicatedRowOf(const ReplicatedTable& table, const SqlRow& row, const std::string& key) {
   Columns c(row);
   switch (table.kind) {
     case RowKind::kUser: {
       UserRecord user{c.Text(0), c.Text(1), c.Text(2), c.Text(3), c.Text(4),
                       c.Text(5), c.Text(6), c.Text(7), c.Int(8)};
-      return ReplicatedRow{user.uri, user.home_pool, UserPayloadJson(user)};
+      return ReplicatedRow{key, user.home_pool, UserPayloadJson(user)};
     }
     case RowKind::kContact: {
       ContactRecord contact{c.Text(0), c.Text(1), c.Text(2), {}, c.Text(4), c.Int(5)};
       auto groups = ParseStringList(c.Text(3), "group list of contact " + contact.contact);
       if (!groups) return std::unexpected(groups.error());
       contact.groups = std::move(*groups);
-      return ReplicatedRow{ContactChangeKey(contact.owner, contact.contact), contact.home_pool,
-                           ContactPayloadJson(contact)};
+      return ReplicatedRow{key, contact.home_pool, ContactPayloadJson(contact)};
     }
     case RowKind::kGroup: {
       ContactGroupRecord group{c.Text(0), c.Text(1), c.Text(2), c.Int(3)};
-      return ReplicatedRow{ContactGroupChangeKey(group.owner, group.name), group.home_pool,
-                           ContactGroupPayloadJson(group)};
+      return ReplicatedRow{key, group.home_pool, ContactGroupPayloadJson(group)};
     }
     case RowKind::kNote: {
       PresenceNoteRecord note{c.Text(0), c.Text(1), c.Text(2), c.Int(3)};
-      return ReplicatedRow{PresenceNoteChangeKey(note.owner), note.home_pool, PresenceNotePayloadJson(note)};
+      return ReplicatedRow{key, note.home_pool, PresenceNotePayloadJson(note)};
     }
     case RowKind::kPrivacy: {
       PrivacySettings privacy;
@@ -204,7 +245,7 @@ Result<ReplicatedRow> ReplicatedRowOf(const ReplicatedTable& table, const SqlRow
       privacy.block = std::move(*block);
       privacy.home_pool = c.Text(4);
       privacy.updated_at_ms = c.Int(5);
-      return ReplicatedRow{PrivacyChangeKey(privacy.owner), privacy.home_pool, PrivacyPayloadJson(privacy)};
+      return ReplicatedRow{key, privacy.home_pool, PrivacyPayloadJson(privacy)};
     }
     case RowKind::kMeeting: {
       MeetingRecord meeting;
@@ -228,16 +269,15 @@ Result<ReplicatedRow> ReplicatedRowOf(const ReplicatedTable& table, const SqlRow
       meeting.state = *state;
       meeting.created_ms = c.Int(10);
       meeting.updated_ms = c.Int(11);
-      return ReplicatedRow{MeetingChangeKey(meeting.id), meeting.home_pool, MeetingPayloadJson(meeting)};
+      return ReplicatedRow{key, meeting.home_pool, MeetingPayloadJson(meeting)};
     }
     case RowKind::kContent: {
       ContentInfo info{c.Text(0), c.Text(1), c.Int(2), c.Text(3), c.Text(4), c.Int(5)};
-      return ReplicatedRow{ContentChangeKey(info.meeting_id, info.name), info.home_pool,
-                           ContentPayloadJson(info, c.Bytes(6))};
+      return ReplicatedRow{key, info.home_pool, ContentPayloadJson(info, c.Bytes(6))};
     }
     case RowKind::kCmsVersion: {
       CmsVersionRecord record{c.Int(0), c.Int(1), c.Text(2)};
-      return ReplicatedRow{CmsVersionChangeKey(record.version), "", CmsVersionPayloadJson(record)};
+      return ReplicatedRow{key, "", CmsVersionPayloadJson(record)};
     }
   }
   return MakeError(ErrorCode::kInternal, "a row of an unknown kind");
@@ -367,103 +407,120 @@ Result<SqlRow> PrimaryKeyOf(RowKind kind, std::string_view key) {
 
 struct ParsedRow {
   std::string key;
-  std::string home_pool;
   SqlRow values;
 };
 
-// A payload of `kind` as the row it describes.
-Result<ParsedRow> RowOfPayload(RowKind kind, const json& object) {
-  PayloadFields f(object);
-  ParsedRow row;
-  switch (kind) {
-    case RowKind::kUser: {
-      UserRecord user{f.Text("uri"),          f.Text("username"),        f.Text("domain"),
-                      f.Text("home_pool"),    f.Text("ha1_md5"),         f.Text("ha1_sha256"),
-                      f.Text("ha1_md5_full"), f.Text("ha1_sha256_full"), f.Int("created_at_ms")};
-      row = {user.uri, user.home_pool,
-             SqlRow{user.uri, user.username, user.domain, user.home_pool, user.ha1_md5, user.ha1_sha256,
-                    user.ha1_md5_full, user.ha1_sha256_full, user.created_at_ms}};
+// A stored list's text (`text`, a JSON array of strings) in the form Dump writes it;
+// kInvalidArgument naming `what` when it is not such an array.
+Status CheckList(std::string& text, std::string_view what) {
+  if (text == "[]") return OkStatus();  // most lists: no parser needed
+  json list = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const json& item) { return item.is_string(); })) {
+    return Invalid(fmt::format("{} is not a JSON array of strings", what));
+  }
+  text = Dump(list);
+  return OkStatus();
+}
+
+// A partner's row of `table` (values of the column types, in column order) checked
+// as the tables need it: lists well-formed, policies and states known, meetings and
+// content consistent. kInvalidArgument otherwise. What a payload or a snapshot row
+// asks for goes through here.
+Result<ParsedRow> RowOfColumns(const ReplicatedTable& table, SqlRow values) {
+  auto text = [&](size_t i) -> std::string& { return std::get<std::string>(values.at(i)); };
+  auto number = [&](size_t i) { return std::get<int64_t>(values.at(i)); };
+  switch (table.kind) {
+    case RowKind::kUser:
+    case RowKind::kGroup:
+    case RowKind::kNote:
       break;
-    }
-    case RowKind::kContact: {
-      ContactRecord contact{f.Text("owner"), f.Text("contact"), f.Text("display_name"), {}, f.Text("home_pool"),
-                            f.Int("updated_at_ms")};
-      std::string groups = f.List("groups");
-      row = {ContactChangeKey(contact.owner, contact.contact), contact.home_pool,
-             SqlRow{contact.owner, contact.contact, contact.display_name, groups, contact.home_pool,
-                    contact.updated_at_ms}};
+    case RowKind::kContact:
+      if (auto s = CheckList(text(3), "groups"); !s) return std::unexpected(s.error());
       break;
-    }
-    case RowKind::kGroup: {
-      ContactGroupRecord group{f.Text("owner"), f.Text("name"), f.Text("home_pool"), f.Int("created_at_ms")};
-      row = {ContactGroupChangeKey(group.owner, group.name), group.home_pool,
-             SqlRow{group.owner, group.name, group.home_pool, group.created_at_ms}};
+    case RowKind::kPrivacy:
+      if (!ParsePrivacyPolicy(text(1))) return Invalid(fmt::format("unknown privacy policy '{}'", text(1)));
+      if (auto s = CheckList(text(2), "allow"); !s) return std::unexpected(s.error());
+      if (auto s = CheckList(text(3), "block"); !s) return std::unexpected(s.error());
       break;
-    }
-    case RowKind::kNote: {
-      PresenceNoteRecord note{f.Text("owner"), f.Text("note"), f.Text("home_pool"), f.Int("updated_at_ms")};
-      row = {PresenceNoteChangeKey(note.owner), note.home_pool,
-             SqlRow{note.owner, note.note, note.home_pool, note.updated_at_ms}};
-      break;
-    }
-    case RowKind::kPrivacy: {
-      std::string owner = f.Text("owner");
-      std::string policy = f.Text("policy");
-      if (f.status() && !ParsePrivacyPolicy(policy)) return Invalid(fmt::format("unknown privacy policy '{}'", policy));
-      std::string home_pool = f.Text("home_pool");
-      row = {PrivacyChangeKey(owner), home_pool,
-             SqlRow{owner, policy, f.List("allow"), f.List("block"), home_pool, f.Int("updated_at_ms")}};
-      break;
-    }
     case RowKind::kMeeting: {
+      if (auto s = CheckList(text(6), "attendees"); !s) return std::unexpected(s.error());
+      if (!ParseLobbyPolicy(text(8)) || !ParseMeetingState(text(9))) return Invalid("unknown lobby policy or meeting state");
       MeetingRecord meeting;
-      meeting.id = f.Text("id");
-      meeting.organizer = f.Text("organizer");
-      meeting.home_pool = f.Text("home_pool");
-      meeting.subject = f.Text("subject");
-      meeting.start_ms = f.Int("start_ms");
-      meeting.end_ms = f.Int("end_ms");
-      std::string attendees = f.List("attendees");
-      meeting.pin = f.Text("pin");
-      std::string lobby = f.Text("lobby");
-      std::string state = f.Text("state");
-      if (auto s = f.status(); !s) return std::unexpected(s.error());
-      if (!ParseLobbyPolicy(lobby) || !ParseMeetingState(state)) return Invalid("unknown lobby policy or meeting state");
+      meeting.id = text(0);
+      meeting.organizer = text(1);
+      meeting.subject = text(3);
+      meeting.start_ms = number(4);
+      meeting.end_ms = number(5);
+      meeting.pin = text(7);
       if (auto s = CheckMeeting(meeting); !s) return std::unexpected(s.error());
-      row = {MeetingChangeKey(meeting.id), meeting.home_pool,
-             SqlRow{meeting.id, meeting.organizer, meeting.home_pool, meeting.subject, meeting.start_ms,
-                    meeting.end_ms, attendees, meeting.pin, lobby, state, f.Int("created_ms"), f.Int("updated_ms")}};
       break;
     }
     case RowKind::kContent: {
-      ContentInfo info{f.Text("meeting_id"), f.Text("name"), f.Int("size"), f.Text("sha256"), f.Text("home_pool"),
-                       f.Int("uploaded_ms")};
-      std::string encoded = f.Text("content_base64");
-      if (auto s = f.status(); !s) return std::unexpected(s.error());
+      ContentInfo info{text(0), text(1), number(2), text(3), text(4), number(5)};
       if (auto s = CheckContentInfo(info); !s) return std::unexpected(s.error());
-      auto bytes = DecodeBase64(encoded);
-      if (!bytes) return std::unexpected(bytes.error());
-      if (static_cast<int64_t>(bytes->size()) != info.size) return Invalid("content size does not match its bytes");
-      row = {ContentChangeKey(info.meeting_id, info.name), info.home_pool,
-             SqlRow{info.meeting_id, info.name, info.size, info.sha256, info.home_pool, info.uploaded_ms,
-                    SqlBytes{std::move(*bytes)}}};
+      if (static_cast<int64_t>(std::get<SqlBytes>(values.at(6)).bytes.size()) != info.size) {
+        return Invalid("content size does not match its bytes");
+      }
       break;
     }
-    case RowKind::kCmsVersion: {
-      CmsVersionRecord record{f.Int("version"), f.Int("published_at_ms"), f.Text("document")};
-      if (record.version <= 0) return Invalid("a CMS version must be positive");
-      row = {CmsVersionChangeKey(record.version), "", SqlRow{record.version, record.published_at_ms, record.document}};
+    case RowKind::kCmsVersion:
+      if (number(0) <= 0) return Invalid("a CMS version must be positive");
       break;
-    }
   }
-  if (auto s = f.status(); !s) return std::unexpected(s.error());
-  return row;
+  std::string key = KeyOfRow(table, values);
+  return ParsedRow{std::move(key), std::move(values)};
 }
 
-// One record (or snapshot row) of `module` as a row write, and the home pool its
-// payload names (upserts).
+// The values a payload of `kind` gives its table's columns, in column order.
+Result<SqlRow> PayloadColumns(RowKind kind, const json& object) {
+  PayloadFields f(object);
+  SqlRow values;
+  switch (kind) {
+    case RowKind::kUser:
+      values = {f.Text("uri"),     f.Text("username"),     f.Text("domain"),          f.Text("home_pool"),
+                f.Text("ha1_md5"), f.Text("ha1_sha256"),   f.Text("ha1_md5_full"),    f.Text("ha1_sha256_full"),
+                f.Int("created_at_ms")};
+      break;
+    case RowKind::kContact:
+      values = {f.Text("owner"),     f.Text("contact"),       f.Text("display_name"),
+                f.List("groups"),    f.Text("home_pool"),     f.Int("updated_at_ms")};
+      break;
+    case RowKind::kGroup:
+      values = {f.Text("owner"), f.Text("name"), f.Text("home_pool"), f.Int("created_at_ms")};
+      break;
+    case RowKind::kNote:
+      values = {f.Text("owner"), f.Text("note"), f.Text("home_pool"), f.Int("updated_at_ms")};
+      break;
+    case RowKind::kPrivacy:
+      values = {f.Text("owner"), f.Text("policy"),    f.List("allow"),
+                f.List("block"), f.Text("home_pool"), f.Int("updated_at_ms")};
+      break;
+    case RowKind::kMeeting:
+      values = {f.Text("id"),        f.Text("organizer"), f.Text("home_pool"), f.Text("subject"),
+                f.Int("start_ms"),   f.Int("end_ms"),     f.List("attendees"), f.Text("pin"),
+                f.Text("lobby"),     f.Text("state"),     f.Int("created_ms"), f.Int("updated_ms")};
+      break;
+    case RowKind::kContent: {
+      values = {f.Text("meeting_id"), f.Text("name"),      f.Int("size"),
+                f.Text("sha256"),     f.Text("home_pool"), f.Int("uploaded_ms")};
+      std::string encoded = f.Text("content_base64");
+      if (auto s = f.status(); !s) return std::unexpected(s.error());
+      auto bytes = DecodeBase64(encoded);
+      if (!bytes) return std::unexpected(bytes.error());
+      values.emplace_back(std::in_place_type<SqlBytes>, SqlBytes{std::move(*bytes)});
+      break;
+    }
+    case RowKind::kCmsVersion:
+      values = {f.Int("version"), f.Int("published_at_ms"), f.Text("document")};
+      break;
+  }
+  if (auto s = f.status(); !s) return std::unexpected(s.error());
+  return values;
+}
+
+// One record of `module` as a row write.
 Result<RowWrite> ParseWrite(std::string_view module, std::string_view key, std::string_view op,
-                            std::string_view payload, std::string* home_pool) {
+                            std::string_view payload) {
   auto kind = KindOfKey(module, key);
   if (!kind) return std::unexpected(kind.error());
   RowWrite write{&TableOf(*kind), std::string(key), op == "delete", {}};
@@ -477,11 +534,12 @@ Result<RowWrite> ParseWrite(std::string_view module, std::string_view key, std::
   if (op != "upsert") return Invalid(fmt::format("unknown op '{}'", op));
   json object = json::parse(payload, nullptr, /*allow_exceptions=*/false);
   if (!object.is_object()) return Invalid("the payload is not a JSON object");
-  auto row = RowOfPayload(*kind, object);
+  auto values = PayloadColumns(*kind, object);
+  if (!values) return std::unexpected(values.error());
+  auto row = RowOfColumns(*write.table, std::move(*values));
   if (!row) return std::unexpected(row.error());
   if (row->key != key) return Invalid(fmt::format("the payload is the row of key '{}'", row->key));
   write.values = std::move(row->values);
-  if (home_pool) *home_pool = std::move(row->home_pool);
   return write;
 }
 
@@ -504,34 +562,174 @@ Result<std::vector<ParsedChange>> ParseChanges(std::string_view module, const st
     };
     if (record.module != module) return fail("a record of module " + record.module);
     if (!parsed.empty() && record.seq <= parsed.back().seq) return fail("seq does not increase");
-    auto write = ParseWrite(module, record.key, record.op, record.payload, nullptr);
+    auto write = ParseWrite(module, record.key, record.op, record.payload);
     if (!write) return fail(write.error().message);
     parsed.push_back(ParsedChange{record.seq, record.at_ms, std::move(*write)});
   }
   return parsed;
 }
 
-// Snapshot rows checked and parsed; each must be homed in `home_pool` (unless cms).
-Result<std::vector<RowWrite>> ParseSnapshotRows(std::string_view module, std::string_view home_pool,
-                                                const std::vector<ReplicatedRow>& rows) {
-  if (auto tables = ReplicatedTables(module); !tables) return std::unexpected(tables.error());
-  std::vector<RowWrite> writes;
-  writes.reserve(rows.size());
-  for (const ReplicatedRow& row : rows) {
-    std::string row_pool;
-    auto write = ParseWrite(module, row.key, "upsert", row.payload, &row_pool);
-    if (write && write->table->homed && row_pool != home_pool) {
-      write = Invalid(fmt::format("homed in '{}', not in '{}'", row_pool, home_pool));
-    } else if (write && !writes.empty() && row.key <= writes.back().key) {
-      write = Invalid("rows are not in key order");  // as ScanRows gives them: each key once
+// ---- Snapshot chunks ---------------------------------------------------------------
+// A chunk is a JSON array of rows, each [table, value...]: the table's name, then
+// its columns' values in order (text and integers as JSON strings and numbers, bytes
+// as base64 strings). Written straight from the scanned rows and read straight into
+// row writes, through nlohmann's SAX interface: a JSON value per row (payloads) cost
+// more than everything else an initial sync of millions of rows does.
+
+// Appends `row` of `table` to a chunk's text.
+void AppendSnapshotRow(std::string& out, const ReplicatedTable& table, const SqlRow& row) {
+  out += "[\"";
+  out += table.name;  // a plain identifier
+  out += '"';
+  for (const SqlValue& value : row) {
+    out += ',';
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      AppendJsonString(out, *text);
+    } else if (const auto* number = std::get_if<int64_t>(&value)) {
+      char digits[24];
+      out.append(digits, std::to_chars(digits, digits + sizeof digits, *number).ptr);
+    } else {
+      out += '"';
+      out += Base64(std::get<SqlBytes>(value).bytes);
+      out += '"';
     }
-    if (!write) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("snapshot row '{}': {}", row.key, write.error().message));
-    }
-    writes.push_back(std::move(*write));
   }
-  return writes;
+  out += ']';
+}
+
+// The SAX handler reading a chunk of `module` homed in `home_pool`: every row checked
+// (RowOfColumns, homed in the pool unless a CMS version, keys increasing as a scan
+// gives them: each key once) into a row write. The first fault stops the parse.
+class SnapshotChunkReader {
+ public:
+  SnapshotChunkReader(std::span<const ReplicatedTable> tables, std::string_view home_pool)
+      : tables_(tables), home_pool_(home_pool) {
+    for (const ReplicatedTable& table : tables_) {
+      shapes_.push_back({std::strlen(table.types), HomePoolColumn(table)});
+    }
+  }
+
+  Result<std::vector<RowWrite>> Read(std::string_view chunk) && {
+    bool parsed = json::sax_parse(chunk.data(), chunk.data() + chunk.size(), this);
+    if (!parsed || !error_.empty()) {
+      return Invalid(fmt::format("snapshot row {}: {}", writes_.size() + 1, error_.empty() ? "not JSON" : error_));
+    }
+    return std::move(writes_);
+  }
+
+  // nlohmann's SAX events.
+  bool null() { return Fail("a null value"); }
+  bool boolean(bool) { return Fail("a boolean value"); }
+  bool number_integer(int64_t value) { return Integer(value); }
+  bool number_unsigned(uint64_t value) {
+    if (value > static_cast<uint64_t>(INT64_MAX)) return Fail("an integer out of range");
+    return Integer(static_cast<int64_t>(value));
+  }
+  bool number_float(double, const std::string&) { return Fail("a number that is not an integer"); }
+  bool string(std::string& value) { return depth_ == 2 && !table_ ? StartRow(value) : Text(value); }
+  bool binary(json::binary_t&) { return Fail("binary data"); }
+  bool start_object(size_t) { return Fail("an object"); }
+  bool key(std::string&) { return Fail("an object"); }
+  bool end_object() { return Fail("an object"); }
+  bool start_array(size_t) {
+    if (depth_ == 2) return Fail("an array inside a row");
+    if (++depth_ == 2) {
+      table_ = nullptr;
+      values_.clear();
+    }
+    return true;
+  }
+  bool end_array() { return depth_-- == 2 ? EndRow() : true; }
+  bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception&) {
+    return Fail(fmt::format("not JSON (at byte {})", position));
+  }
+
+ private:
+  struct Shape {
+    size_t columns;
+    int home_pool_column;
+  };
+
+  bool Fail(std::string why) {
+    if (error_.empty()) error_ = std::move(why);
+    return false;
+  }
+  // The type letter of the next value's column, or 0 (and the parse fails).
+  char NextType() {
+    if (depth_ != 2) return Fail("a value outside a row"), 0;
+    if (!table_) return Fail("a row that does not start with its table's name"), 0;
+    if (values_.size() == shape_->columns) return Fail(fmt::format("more than {} values", shape_->columns)), 0;
+    return table_->types[values_.size()];
+  }
+  bool StartRow(const std::string& name) {
+    for (size_t i = 0; i < tables_.size(); ++i) {
+      if (name == tables_[i].name) {
+        table_ = &tables_[i];
+        shape_ = &shapes_[i];
+        values_.reserve(shape_->columns);
+        return true;
+      }
+    }
+    return Fail(fmt::format("table '{}' is not replicated with module {}", name, tables_.front().module));
+  }
+  bool Text(const std::string& value) {
+    char type = NextType();
+    if (type == 't') {
+      values_.emplace_back(value);  // a copy: the parser reuses its buffer
+      return true;
+    }
+    if (type == 'b') {
+      auto bytes = DecodeBase64(value);
+      if (!bytes) return Fail(bytes.error().message);
+      values_.emplace_back(SqlBytes{std::move(*bytes)});
+      return true;
+    }
+    return type == 0 ? false : Fail(fmt::format("text for integer column {} of {}", values_.size() + 1, table_->name));
+  }
+  bool Integer(int64_t value) {
+    char type = NextType();
+    if (type == 'i') {
+      values_.emplace_back(value);
+      return true;
+    }
+    return type == 0 ? false : Fail(fmt::format("an integer for column {} of {}", values_.size() + 1, table_->name));
+  }
+  bool EndRow() {
+    if (!table_) return Fail("an empty row");
+    if (values_.size() != shape_->columns) {
+      return Fail(fmt::format("{} values for the {} columns of {}", values_.size(), shape_->columns, table_->name));
+    }
+    if (shape_->home_pool_column >= 0) {
+      const auto& row_pool = std::get<std::string>(values_[shape_->home_pool_column]);
+      if (row_pool != home_pool_) return Fail(fmt::format("homed in '{}', not in '{}'", row_pool, home_pool_));
+    }
+    auto row = RowOfColumns(*table_, std::move(values_));
+    values_ = SqlRow();
+    if (!row) return Fail(row.error().message);
+    if (!writes_.empty() && row->key <= writes_.back().key) {
+      return Fail(fmt::format("'{}' is not in key order", row->key));
+    }
+    writes_.push_back(RowWrite{table_, std::move(row->key), false, std::move(row->values)});
+    return true;
+  }
+
+  const std::span<const ReplicatedTable> tables_;
+  const std::string_view home_pool_;
+  std::vector<Shape> shapes_;  // of tables_[i]
+  int depth_ = 0;              // 1 inside the chunk, 2 inside a row
+  const ReplicatedTable* table_ = nullptr;  // of the row being read
+  const Shape* shape_ = nullptr;
+  SqlRow values_;
+  std::vector<RowWrite> writes_;
+  std::string error_;
+};
+
+// A chunk's rows checked and parsed (kInvalidArgument naming the first bad one).
+Result<std::vector<RowWrite>> ParseSnapshotChunk(std::string_view module, std::string_view home_pool,
+                                                 std::string_view chunk) {
+  auto tables = ReplicatedTables(module);
+  if (!tables) return std::unexpected(tables.error());
+  return SnapshotChunkReader(*tables, home_pool).Read(chunk);
 }
 
 // ---- Applying ----------------------------------------------------------------------
@@ -630,8 +828,8 @@ Result<ImportProgress> ApplyChangesWith(const InReplicationTx& transact, std::st
 Result<ImportProgress> ApplySnapshotChunkWith(const InReplicationTx& transact, std::string_view source_pool,
                                               std::string_view module, std::string_view home_pool,
                                               int64_t snapshot_seq, bool first, bool last,
-                                              const std::vector<ReplicatedRow>& rows) {
-  auto parsed = ParseSnapshotRows(module, home_pool, rows);
+                                              std::string_view chunk) {
+  auto parsed = ParseSnapshotChunk(module, home_pool, chunk);  // before the write lock, as above
   if (!parsed) return std::unexpected(parsed.error());
   ImportProgress progress;
   auto applied = transact([&](ReplicationTx& tx) {
@@ -645,71 +843,113 @@ Result<ImportProgress> ApplySnapshotChunkWith(const InReplicationTx& transact, s
 
 namespace {
 
-// The next row of one table's cursor, converted.
+// One table's cursor and its next row (nullopt once done), with the row's key.
 struct MergeSource {
   const ReplicatedTable* table;
   std::unique_ptr<RowCursor> cursor;
-  std::optional<ReplicatedRow> head;  // nullopt once the cursor is done
+  SqlRow row;
+  std::string key;
+  bool done = false;
 
   Status Advance() {
-    SqlRow row;
     auto more = cursor->Next(&row);
     if (!more) return std::unexpected(more.error());
-    if (!*more) {
-      head.reset();
-      return OkStatus();
-    }
-    auto converted = ReplicatedRowOf(*table, row);
-    if (!converted) return std::unexpected(converted.error());
-    head = std::move(*converted);
+    done = !*more;
+    if (!done) key = KeyOfRow(*table, row);
     return OkStatus();
   }
 };
+
+using RowVisitor = std::function<Status(const ReplicatedTable& table, const SqlRow& row, const std::string& key)>;
+
+// Calls `visit` with each row of `module` homed in `home_pool` whose key is in
+// [key_from, key_to), in key order: opens a cursor per table and merges them
+// (kCorruption, rather than a wrong order, should a row's key not sort where its
+// primary key does). Stops at the first failing visit.
+Status MergeTables(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                   std::string_view key_to, Placeholder placeholder, const OpenCursor& open, const RowVisitor& visit) {
+  auto tables = ReplicatedTables(module);
+  if (!tables) return std::unexpected(tables.error());
+  std::vector<MergeSource> sources;
+  for (const ReplicatedTable& table : *tables) {
+    auto cursor = open(table, ScanQuery(table, home_pool, key_from, key_to, placeholder));
+    if (!cursor) return std::unexpected(cursor.error());
+    sources.push_back(MergeSource{&table, std::move(*cursor)});
+    if (auto s = sources.back().Advance(); !s) return s;
+  }
+  // Each table comes in primary-key order, which is its keys' order (see
+  // LowerOwnerBound); a k-way merge of a handful of tables gives the global order.
+  std::string last_key;
+  bool any = false;
+  for (;;) {
+    MergeSource* next = nullptr;
+    for (MergeSource& source : sources) {
+      if (!source.done && (!next || source.key < next->key)) next = &source;
+    }
+    if (!next) break;
+    if (any && next->key <= last_key) {
+      return MakeError(ErrorCode::kCorruption,
+                       fmt::format("key '{}' of table {} sorts before '{}': an owner that continues another owner "
+                                   "with a byte below '#' cannot be replicated",
+                                   next->key, next->table->name, last_key));
+    }
+    any = true;
+    last_key = next->key;
+    if (next->key >= key_from && (key_to.empty() || next->key < key_to)) {
+      if (auto s = visit(*next->table, next->row, next->key); !s) return s;
+    }
+    if (auto s = next->Advance(); !s) return s;
+  }
+  return OkStatus();
+}
 
 }  // namespace
 
 Status ScanTables(std::string_view module, std::string_view home_pool, std::string_view key_from,
                   std::string_view key_to, int chunk_rows, Placeholder placeholder, const OpenCursor& open,
                   const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
-  auto tables = ReplicatedTables(module);
-  if (!tables) return std::unexpected(tables.error());
+  if (auto tables = ReplicatedTables(module); !tables) return std::unexpected(tables.error());
   if (chunk_rows <= 0) return Invalid("chunk_rows must be positive");
-  std::vector<MergeSource> sources;
-  for (const ReplicatedTable& table : *tables) {
-    auto cursor = open(table, ScanQuery(table, home_pool, key_from, key_to, placeholder));
-    if (!cursor) return std::unexpected(cursor.error());
-    sources.push_back(MergeSource{&table, std::move(*cursor), std::nullopt});
-    if (auto s = sources.back().Advance(); !s) return s;
-  }
-  // Each table comes in primary-key order, which is its keys' order (see
-  // LowerOwnerBound); a k-way merge of a handful of tables gives the global order.
   std::vector<ReplicatedRow> chunk;
-  std::string last_key;
-  bool any = false;
-  for (;;) {
-    MergeSource* next = nullptr;
-    for (MergeSource& source : sources) {
-      if (source.head && (!next || source.head->key < next->head->key)) next = &source;
-    }
-    if (!next) break;
-    ReplicatedRow row = std::move(*next->head);
-    if (auto s = next->Advance(); !s) return s;
-    if (any && row.key <= last_key) {
-      return MakeError(ErrorCode::kCorruption,
-                       fmt::format("key '{}' of table {} sorts before '{}': an owner that continues another owner "
-                                   "with a byte below '#' cannot be replicated",
-                                   row.key, next->table->name, last_key));
-    }
-    any = true;
-    last_key = row.key;
-    if (row.key < key_from || (!key_to.empty() && row.key >= key_to)) continue;
-    chunk.push_back(std::move(row));
-    if (static_cast<int>(chunk.size()) == chunk_rows) {
-      if (auto s = sink(std::move(chunk)); !s) return s;
-      chunk.clear();
-    }
-  }
+  auto merged = MergeTables(module, home_pool, key_from, key_to, placeholder, open,
+                            [&](const ReplicatedTable& table, const SqlRow& row, const std::string& key) -> Status {
+                              auto converted = ReplicatedRowOf(table, row, key);
+                              if (!converted) return std::unexpected(converted.error());
+                              chunk.push_back(std::move(*converted));
+                              if (static_cast<int>(chunk.size()) < chunk_rows) return OkStatus();
+                              Status sunk = sink(std::move(chunk));
+                              chunk.clear();
+                              return sunk;
+                            });
+  if (!merged) return merged;
   if (!chunk.empty()) return sink(std::move(chunk));
+  return OkStatus();
+}
+
+Status ScanSnapshotTables(std::string_view module, std::string_view home_pool, int chunk_rows, size_t chunk_bytes,
+                          Placeholder placeholder, const OpenCursor& open,
+                          const std::function<Status(SnapshotChunk&&)>& sink) {
+  if (auto tables = ReplicatedTables(module); !tables) return std::unexpected(tables.error());
+  if (chunk_rows <= 0) return Invalid("chunk_rows must be positive");
+  SnapshotChunk chunk{"[", 0};
+  auto flush = [&]() -> Status {
+    chunk.json += ']';
+    size_t size = chunk.json.size();
+    Status sunk = sink(std::move(chunk));
+    chunk = SnapshotChunk{"[", 0};
+    chunk.json.reserve(size);  // the next chunk is about as large
+    return sunk;
+  };
+  auto merged = MergeTables(module, home_pool, "", "", placeholder, open,
+                            [&](const ReplicatedTable& table, const SqlRow& row, const std::string&) -> Status {
+                              if (chunk.rows > 0) chunk.json += ',';
+                              AppendSnapshotRow(chunk.json, table, row);
+                              ++chunk.rows;
+                              if (chunk.rows < chunk_rows && chunk.json.size() < chunk_bytes) return OkStatus();
+                              return flush();
+                            });
+  if (!merged) return merged;
+  if (chunk.rows > 0) return flush();
   return OkStatus();
 }
 
@@ -718,13 +958,16 @@ Result<RowsDigest> DigestRows(Store& store, std::string_view module, std::string
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   TANDEM_CHECK(context && EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) == 1);
   RowsDigest digest;
+  std::string text;  // a chunk's "<key>\n<payload>\n" lines, hashed at once
   auto scanned = store.ScanRows(module, home_pool, key_from, key_to, 1000, [&](std::vector<ReplicatedRow>&& rows) {
+    text.clear();
     for (const ReplicatedRow& row : rows) {
-      for (std::string_view part : {std::string_view(row.key), std::string_view("\n"), std::string_view(row.payload),
-                                    std::string_view("\n")}) {
-        TANDEM_CHECK(EVP_DigestUpdate(context.get(), part.data(), part.size()) == 1);
-      }
+      text += row.key;
+      text += '\n';
+      text += row.payload;
+      text += '\n';
     }
+    TANDEM_CHECK(EVP_DigestUpdate(context.get(), text.data(), text.size()) == 1);
     digest.rows += static_cast<int64_t>(rows.size());
     return OkStatus();
   });

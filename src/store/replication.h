@@ -1,8 +1,8 @@
 // What the back-ends share to implement the Replication section of store.h: the
 // tables each module is made of, turning their rows into change-log keys and
-// payloads (ScanRows) and a partner's payloads back into rows (ApplyChanges,
-// ApplySnapshotChunk), merging per-table scans into key order, and the rules of the
-// import progress. A back-end only supplies the SQL plumbing (ReplicationTx,
+// payloads (ScanRows) or snapshot chunks (ScanSnapshot) and a partner's payloads and
+// chunks back into rows (ApplyChanges, ApplySnapshotChunk), merging per-table scans
+// into key order, and the rules of the import progress. A back-end only supplies the SQL plumbing (ReplicationTx,
 // RowCursor) and its placeholder syntax.
 //
 // Thread-safety: free functions and immutable tables; a ReplicationTx or RowCursor
@@ -64,6 +64,8 @@ SqlQuery ScanQuery(const ReplicatedTable& table, std::string_view home_pool, std
 // INSERT of `rows` rows, replacing a row with the same primary key (CMS versions:
 // inserted only if missing, a version never changes).
 std::string UpsertSql(const ReplicatedTable& table, int rows, Placeholder placeholder);
+// The same for every row of the table (or view) `source`, which has the same columns.
+std::string UpsertFromSql(const ReplicatedTable& table, std::string_view source);
 // DELETE by primary key (the first key_columns values).
 std::string DeleteSql(const ReplicatedTable& table, Placeholder placeholder);
 // DELETE of every row homed in the pool given as parameter 1.
@@ -100,8 +102,7 @@ Result<ImportProgress> ApplyChangesWith(const InReplicationTx& transact, std::st
                                         std::string_view module, const std::vector<ChangeRecord>& batch);
 Result<ImportProgress> ApplySnapshotChunkWith(const InReplicationTx& transact, std::string_view source_pool,
                                               std::string_view module, std::string_view home_pool,
-                                              int64_t snapshot_seq, bool first, bool last,
-                                              const std::vector<ReplicatedRow>& rows);
+                                              int64_t snapshot_seq, bool first, bool last, std::string_view chunk);
 
 // One table's rows, from a back-end's open query in the consistent read of a scan.
 class RowCursor {
@@ -118,5 +119,9 @@ using OpenCursor = std::function<Result<std::unique_ptr<RowCursor>>(const Replic
 Status ScanTables(std::string_view module, std::string_view home_pool, std::string_view key_from,
                   std::string_view key_to, int chunk_rows, Placeholder placeholder, const OpenCursor& open,
                   const std::function<Status(std::vector<ReplicatedRow>&&)>& sink);
+// The body of ScanSnapshot, merged the same way.
+Status ScanSnapshotTables(std::string_view module, std::string_view home_pool, int chunk_rows, size_t chunk_bytes,
+                          Placeholder placeholder, const OpenCursor& open,
+                          const std::function<Status(SnapshotChunk&&)>& sink);
 
 }  // namespace tandem

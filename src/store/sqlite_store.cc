@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include <fmt/format.h>
@@ -203,17 +204,20 @@ UserRecord ReadUserRow(sqlite3_stmt* stmt) {
 
 }  // namespace
 
+// Written member by member rather than through a nlohmann value: snapshots and
+// digests write one per row (JsonObjectWriter gives the same text).
 std::string UserPayloadJson(const UserRecord& user) {
-  return nlohmann::json{{"uri", user.uri},
-                        {"username", user.username},
-                        {"domain", user.domain},
-                        {"home_pool", user.home_pool},
-                        {"ha1_md5", user.ha1_md5},
-                        {"ha1_sha256", user.ha1_sha256},
-                        {"ha1_md5_full", user.ha1_md5_full},
-                        {"ha1_sha256_full", user.ha1_sha256_full},
-                        {"created_at_ms", user.created_at_ms}}
-      .dump();
+  return JsonObjectWriter()
+      .Int("created_at_ms", user.created_at_ms)
+      .Text("domain", user.domain)
+      .Text("ha1_md5", user.ha1_md5)
+      .Text("ha1_md5_full", user.ha1_md5_full)
+      .Text("ha1_sha256", user.ha1_sha256)
+      .Text("ha1_sha256_full", user.ha1_sha256_full)
+      .Text("home_pool", user.home_pool)
+      .Text("uri", user.uri)
+      .Text("username", user.username)
+      .Finish();
 }
 
 Status SqliteStore::InWriteTransaction(const std::function<Status()>& body) {
@@ -501,27 +505,34 @@ std::string ContentChangeKey(std::string_view meeting_id, std::string_view name)
   return fmt::format("content:{}/{}", meeting_id, name);
 }
 
+// The row kinds an owner has many of, written as UserPayloadJson is.
 std::string ContactPayloadJson(const ContactRecord& contact) {
-  return Dump(json{{"owner", contact.owner},
-                   {"contact", contact.contact},
-                   {"display_name", contact.display_name},
-                   {"groups", contact.groups},
-                   {"home_pool", contact.home_pool},
-                   {"updated_at_ms", contact.updated_at_ms}});
+  return JsonObjectWriter()
+      .Text("contact", contact.contact)
+      .Text("display_name", contact.display_name)
+      .List("groups", contact.groups)
+      .Text("home_pool", contact.home_pool)
+      .Text("owner", contact.owner)
+      .Int("updated_at_ms", contact.updated_at_ms)
+      .Finish();
 }
 
 std::string ContactGroupPayloadJson(const ContactGroupRecord& group) {
-  return Dump(json{{"owner", group.owner},
-                   {"name", group.name},
-                   {"home_pool", group.home_pool},
-                   {"created_at_ms", group.created_at_ms}});
+  return JsonObjectWriter()
+      .Int("created_at_ms", group.created_at_ms)
+      .Text("home_pool", group.home_pool)
+      .Text("name", group.name)
+      .Text("owner", group.owner)
+      .Finish();
 }
 
 std::string PresenceNotePayloadJson(const PresenceNoteRecord& note) {
-  return Dump(json{{"owner", note.owner},
-                   {"note", note.note},
-                   {"home_pool", note.home_pool},
-                   {"updated_at_ms", note.updated_at_ms}});
+  return JsonObjectWriter()
+      .Text("home_pool", note.home_pool)
+      .Text("note", note.note)
+      .Text("owner", note.owner)
+      .Int("updated_at_ms", note.updated_at_ms)
+      .Finish();
 }
 
 std::string PrivacyPayloadJson(const PrivacySettings& privacy) {
@@ -1135,20 +1146,40 @@ void Bind(sqlite3_stmt* stmt, int index, const SqlValue& value) {
   }
 }
 
-// Reads the current row's columns as `types` (replication.h) says.
-SqlRow ReadColumns(sqlite3_stmt* stmt, const char* types) {
-  SqlRow row;
-  for (int i = 0; types[i] != '\0'; ++i) {
-    if (types[i] == 't') {
-      row.emplace_back(ColumnText(stmt, i));
-    } else if (types[i] == 'i') {
-      row.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, i)));
-    } else {
-      const auto* bytes = static_cast<const char*>(sqlite3_column_blob(stmt, i));
-      row.emplace_back(SqlBytes{std::string(bytes ? bytes : "", static_cast<size_t>(sqlite3_column_bytes(stmt, i)))});
-    }
+// Binds without copying (SQLite copies TRANSIENT text, a snapshot's millions of
+// values); `value` must outlive the step.
+void BindBorrowed(sqlite3_stmt* stmt, int index, const SqlValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    sqlite3_bind_text(stmt, index, text->data(), static_cast<int>(text->size()), SQLITE_STATIC);
+  } else {
+    Bind(stmt, index, value);
   }
-  return row;
+}
+
+// Reads the current row's columns as `types` (replication.h) says into `*row`,
+// reusing the buffers of the row read before (a scan reads millions).
+void ReadColumns(sqlite3_stmt* stmt, const char* types, SqlRow* row) {
+  row->resize(std::strlen(types));
+  for (size_t i = 0; i < row->size(); ++i) {
+    SqlValue& value = (*row)[i];
+    int column = static_cast<int>(i);
+    if (types[i] == 'i') {
+      value = static_cast<int64_t>(sqlite3_column_int64(stmt, column));
+      continue;
+    }
+    const char* data;
+    std::string* target;
+    if (types[i] == 't') {
+      data = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
+      auto* text = std::get_if<std::string>(&value);
+      target = text ? text : &value.emplace<std::string>();
+    } else {
+      data = static_cast<const char*>(sqlite3_column_blob(stmt, column));
+      auto* bytes = std::get_if<SqlBytes>(&value);
+      target = bytes ? &bytes->bytes : &value.emplace<SqlBytes>().bytes;
+    }
+    target->assign(data ? data : "", static_cast<size_t>(sqlite3_column_bytes(stmt, column)));
+  }
 }
 
 class SqliteCursor final : public RowCursor {
@@ -1162,7 +1193,7 @@ class SqliteCursor final : public RowCursor {
     int rc = sqlite3_step(stmt_.get());
     if (rc == SQLITE_DONE) return false;
     if (rc != SQLITE_ROW) return std::unexpected(error_());
-    *row = ReadColumns(stmt_.get(), types_);
+    ReadColumns(stmt_.get(), types_, row);
     return true;
   }
 
@@ -1212,10 +1243,18 @@ class SqliteReplicationTx final : public ReplicationTx {
   }
 
   Status Upsert(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
-    return StepEach(UpsertSql(table, 1, SqlitePlaceholder), rows, table.name);
+    size_t grouped = rows.size() / kRowsPerInsert * kRowsPerInsert;
+    if (grouped > 0) {
+      if (auto s = StepEach(UpsertSql(table, kRowsPerInsert, SqlitePlaceholder), rows.first(grouped), kRowsPerInsert,
+                            table.name);
+          !s) {
+        return s;
+      }
+    }
+    return StepEach(UpsertSql(table, 1, SqlitePlaceholder), rows.subspan(grouped), 1, table.name);
   }
   Status Remove(const ReplicatedTable& table, std::span<const RowWrite* const> rows) override {
-    return StepEach(DeleteSql(table, SqlitePlaceholder), rows, table.name);
+    return StepEach(DeleteSql(table, SqlitePlaceholder), rows, 1, table.name);
   }
   Status RemovePool(const ReplicatedTable& table, std::string_view home_pool) override {
     if (ExecuteOnce(store_.db_, DeletePoolSql(table, SqlitePlaceholder).c_str(), home_pool) != SQLITE_DONE) {
@@ -1225,15 +1264,24 @@ class SqliteReplicationTx final : public ReplicationTx {
   }
 
  private:
-  // One statement prepared once and run for every row (a snapshot chunk is thousands).
-  Status StepEach(const std::string& sql, std::span<const RowWrite* const> rows, const char* table) {
+  // Rows per INSERT for a long run of rows: SQLite's work per statement run, paid a
+  // million times over by a snapshot, then shrinks by as much.
+  static constexpr size_t kRowsPerInsert = 32;
+
+  // One statement prepared once and run for every `per_step` rows (a snapshot chunk
+  // is thousands).
+  Status StepEach(const std::string& sql, std::span<const RowWrite* const> rows, size_t per_step, const char* table) {
     Statement stmt(store_.db_, sql.c_str());
     if (!stmt.ok()) return std::unexpected(store_.SqliteError(fmt::format("writing {}", table)));
-    for (const RowWrite* row : rows) {
+    for (size_t first = 0; first < rows.size(); first += per_step) {
       sqlite3_reset(stmt.get());
-      for (size_t i = 0; i < row->values.size(); ++i) Bind(stmt.get(), static_cast<int>(i) + 1, row->values[i]);
+      int index = 0;
+      for (const RowWrite* row : rows.subspan(first, per_step)) {
+        for (const SqlValue& value : row->values) BindBorrowed(stmt.get(), ++index, value);
+      }
       if (sqlite3_step(stmt.get()) != SQLITE_DONE) {
-        return std::unexpected(store_.SqliteError(fmt::format("writing {} row '{}'", table, row->key)));
+        return std::unexpected(store_.SqliteError(
+            fmt::format("writing {} {} '{}'", table, per_step == 1 ? "row" : "rows from", rows[first]->key)));
       }
     }
     return OkStatus();
@@ -1281,9 +1329,8 @@ Result<ImportProgress> SqliteStore::ApplyChanges(std::string_view source_pool, s
   return ApplyChangesWith(ReplicationWriter(), source_pool, module, batch);
 }
 
-Result<int64_t> SqliteStore::ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
-                                      std::string_view key_to, int chunk_rows,
-                                      const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+Result<int64_t> SqliteStore::ScanOnOwnConnection(std::string_view module,
+                                                 const std::function<Status(const OpenCursor&)>& scan) {
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close);
@@ -1301,16 +1348,32 @@ Result<int64_t> SqliteStore::ScanRows(std::string_view module, std::string_view 
     if (!cursor->ok()) return std::unexpected(error());
     return cursor;
   };
-  auto scanned = ScanTables(module, home_pool, key_from, key_to, chunk_rows, SqlitePlaceholder, open, sink);
+  auto scanned = scan(open);
   sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);  // read-only: nothing to lose
   if (!scanned) return std::unexpected(scanned.error());
   return head->seq;
 }
 
+Result<int64_t> SqliteStore::ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
+                                      std::string_view key_to, int chunk_rows,
+                                      const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) {
+  return ScanOnOwnConnection(module, [&](const OpenCursor& open) {
+    return ScanTables(module, home_pool, key_from, key_to, chunk_rows, SqlitePlaceholder, open, sink);
+  });
+}
+
+Result<int64_t> SqliteStore::ScanSnapshot(std::string_view module, std::string_view home_pool, int chunk_rows,
+                                          size_t chunk_bytes, const std::function<Status(SnapshotChunk&&)>& sink) {
+  return ScanOnOwnConnection(module, [&](const OpenCursor& open) {
+    return ScanSnapshotTables(module, home_pool, chunk_rows, chunk_bytes, SqlitePlaceholder, open, sink);
+  });
+}
+
 Result<ImportProgress> SqliteStore::ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
                                                        std::string_view home_pool, int64_t snapshot_seq, bool first,
-                                                       bool last, const std::vector<ReplicatedRow>& rows) {
-  return ApplySnapshotChunkWith(ReplicationWriter(), source_pool, module, home_pool, snapshot_seq, first, last, rows);
+                                                       bool last, std::string_view chunk_json) {
+  return ApplySnapshotChunkWith(ReplicationWriter(), source_pool, module, home_pool, snapshot_seq, first, last,
+                                chunk_json);
 }
 
 Result<std::vector<ImportProgress>> SqliteStore::ListImportProgress() {

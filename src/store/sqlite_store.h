@@ -66,9 +66,11 @@ class SqliteStore final : public Store {
   Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
                            std::string_view key_to, int chunk_rows,
                            const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) override;
+  Result<int64_t> ScanSnapshot(std::string_view module, std::string_view home_pool, int chunk_rows, size_t chunk_bytes,
+                               const std::function<Status(SnapshotChunk&&)>& sink) override;
   Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
                                             std::string_view home_pool, int64_t snapshot_seq, bool first, bool last,
-                                            const std::vector<ReplicatedRow>& rows) override;
+                                            std::string_view chunk_json) override;
   Result<std::vector<ImportProgress>> ListImportProgress() override;
   Status RecordExportAck(std::string_view partner_pool, std::string_view module, int64_t acked_seq,
                          int64_t now_ms) override;
@@ -109,6 +111,9 @@ class SqliteStore final : public Store {
   Error SqliteErrorOn(sqlite3* db, std::string_view what) const;
   // Runs replication's writes in InWriteTransaction.
   InReplicationTx ReplicationWriter();
+  // Runs `scan` (ScanTables or ScanSnapshotTables over the cursors it is given) in
+  // one read transaction of a connection of its own; the module's head seq as of it.
+  Result<int64_t> ScanOnOwnConnection(std::string_view module, const std::function<Status(const OpenCursor&)>& scan);
   friend class SqliteReplicationTx;
 
   std::mutex mu_;

@@ -255,6 +255,15 @@ struct ReplicatedRow {
 std::string CmsVersionChangeKey(int64_t version);
 std::string CmsVersionPayloadJson(const CmsVersionRecord& record);
 
+// Consecutive rows of a snapshot as they travel to the partner: JSON text, an array
+// of [table, column values...] in key order (store/replication.cc has the details).
+// Columns rather than payloads: an initial sync moves millions of rows, and writing
+// and parsing a JSON object per row was most of its cost.
+struct SnapshotChunk {
+  std::string json;
+  int64_t rows = 0;
+};
+
 // The newest record of one module in the change log (seq 0 when it never had any).
 struct ChangeLogHead {
   int64_t seq = 0;
@@ -422,15 +431,22 @@ class Store {
   virtual Result<int64_t> ScanRows(std::string_view module, std::string_view home_pool, std::string_view key_from,
                                    std::string_view key_to, int chunk_rows,
                                    const std::function<Status(std::vector<ReplicatedRow>&&)>& sink) = 0;
-  // Applies one chunk of a partner's snapshot (rows as ScanRows gives them, in one
-  // transaction, no change-log records). The first chunk first removes every row of
-  // `module` homed in `home_pool` (CMS versions are never removed) and records
-  // snapshot_seq in the import progress; the last chunk sets applied_seq to
-  // `snapshot_seq` and clears snapshot_seq. A chunk may hold rows whose parent (user,
-  // meeting) comes in a later chunk.
+  // What ScanRows gives for the whole key range, as the snapshot chunks a partner
+  // applies: at most `chunk_rows` rows each and, unless one row is larger, not much
+  // more than `chunk_bytes` of text. Returns the module's head seq as of the read.
+  virtual Result<int64_t> ScanSnapshot(std::string_view module, std::string_view home_pool, int chunk_rows,
+                                       size_t chunk_bytes, const std::function<Status(SnapshotChunk&&)>& sink) = 0;
+  // Applies one chunk of a partner's snapshot (`chunk_json` as ScanSnapshot gives it,
+  // in one transaction, no change-log records). Every row is checked first: of the
+  // module, homed in `home_pool`, in key order, well-formed (kInvalidArgument and
+  // nothing applied otherwise). The first chunk first removes every row of `module`
+  // homed in `home_pool` (CMS versions are never removed) and records snapshot_seq in
+  // the import progress; the last chunk sets applied_seq to `snapshot_seq` and clears
+  // snapshot_seq. A chunk may hold rows whose parent (user, meeting) comes in a later
+  // chunk.
   virtual Result<ImportProgress> ApplySnapshotChunk(std::string_view source_pool, std::string_view module,
                                                     std::string_view home_pool, int64_t snapshot_seq, bool first,
-                                                    bool last, const std::vector<ReplicatedRow>& rows) = 0;
+                                                    bool last, std::string_view chunk_json) = 0;
   virtual Result<std::vector<ImportProgress>> ListImportProgress() = 0;
 
   // Records that `partner_pool` applied this pool's `module` records up to

@@ -16,7 +16,84 @@ using nlohmann::json;
 
 std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+void AppendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const size_t start = out.size();
+  bool ascii = true;  // ASCII is UTF-8: no need to check
+  out += '"';
+  size_t copied = 0;  // text[copied, i) needs no escape
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) ascii = false;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + copied, i - copied);
+    copied = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+    }
+  }
+  out.append(text.data() + copied, text.size() - copied);
+  out += '"';
+  if (!ascii && !IsValidUtf8(text)) {
+    out.resize(start);
+    out += Dump(json(std::string(text)));  // Dump's replacement characters
+  }
+}
+
+JsonObjectWriter::JsonObjectWriter() {
+  out_.reserve(256);  // most payloads: one allocation
+  out_ += '{';
+}
+
+void JsonObjectWriter::Name(std::string_view name) {
+  TANDEM_CHECK(last_name_.empty() || last_name_ < name);  // Dump's order, each name once
+  if (!last_name_.empty()) out_ += ',';
+  last_name_ = name;
+  out_ += '"';
+  out_ += name;  // names are identifiers: nothing to escape
+  out_ += "\":";
+}
+
+JsonObjectWriter& JsonObjectWriter::Text(std::string_view name, std::string_view value) {
+  Name(name);
+  AppendJsonString(out_, value);
+  return *this;
+}
+
+JsonObjectWriter& JsonObjectWriter::Int(std::string_view name, int64_t value) {
+  Name(name);
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonObjectWriter& JsonObjectWriter::List(std::string_view name, const std::vector<std::string>& values) {
+  Name(name);
+  out_ += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out_ += ',';
+    AppendJsonString(out_, values[i]);
+  }
+  out_ += ']';
+  return *this;
+}
+
+std::string JsonObjectWriter::Finish() {
+  out_ += '}';
+  return std::move(out_);
+}
+
 Result<std::vector<std::string>> ParseStringList(const std::string& text, std::string_view what) {
+  if (text == "[]") return std::vector<std::string>();  // most lists: no parser needed
   json parsed = json::parse(text, nullptr, false);
   std::vector<std::string> list;
   if (!parsed.is_array()) return MakeError(ErrorCode::kCorruption, fmt::format("stored {} is not a JSON array", what));

@@ -17,6 +17,27 @@ namespace tandem {
 
 // JSON text that never throws: the stores refuse non-UTF-8 input before this.
 std::string Dump(const nlohmann::json& value);
+// Appends `text` as a JSON string, byte for byte as Dump writes it (UTF-8 copied,
+// '"', '\\' and control characters escaped; text that is not UTF-8 goes through Dump).
+// Written by hand for rows written by the million (snapshots, digests): a nlohmann
+// value per field cost more than everything else done with the row.
+void AppendJsonString(std::string& out, std::string_view text);
+// A JSON object written member by member with AppendJsonString, in the order Dump
+// writes an object's members (by name), so its text is Dump's of the same object.
+class JsonObjectWriter {
+ public:
+  JsonObjectWriter();
+  JsonObjectWriter& Text(std::string_view name, std::string_view value);
+  JsonObjectWriter& Int(std::string_view name, int64_t value);
+  JsonObjectWriter& List(std::string_view name, const std::vector<std::string>& values);
+  std::string Finish();  // the text; the writer is spent
+
+ private:
+  void Name(std::string_view name);
+
+  std::string out_;
+  std::string_view last_name_;
+};
 // A stored JSON array of strings; kCorruption if it is not one.
 Result<std::vector<std::string>> ParseStringList(const std::string& text, std::string_view what);
 // kInvalidArgument naming `field` when the value is not UTF-8.

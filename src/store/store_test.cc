@@ -34,6 +34,7 @@
 #include "store/migrations.h"
 #include "store/postgres_store.h"
 #include "store/sqlite_store.h"
+#include "store/store_checks.h"
 
 namespace tandem {
 namespace {
@@ -1026,23 +1027,28 @@ class ReplicationStoreTest : public DataStoreTest {
     return rows;
   }
 
-  // Ships `module` of pool1 as a snapshot in chunks of `chunk_rows`.
-  void ShipSnapshot(const std::string& module, int chunk_rows) {
-    std::vector<std::vector<ReplicatedRow>> chunks;
-    auto head = store_->ScanRows(module, "pool1.example.com", "", "", chunk_rows,
-                                 [&](std::vector<ReplicatedRow>&& chunk) {
-                                   chunks.push_back(std::move(chunk));
-                                   return OkStatus();
-                                 });
+  // Ships `module` of pool1 as a snapshot in chunks of `chunk_rows` (or of about
+  // `chunk_bytes` of text).
+  void ShipSnapshot(const std::string& module, int chunk_rows, size_t chunk_bytes = 1 << 20) {
+    std::vector<SnapshotChunk> chunks;
+    int64_t rows = 0;
+    auto head = store_->ScanSnapshot(module, "pool1.example.com", chunk_rows, chunk_bytes, [&](SnapshotChunk&& chunk) {
+      EXPECT_LE(chunk.rows, chunk_rows);
+      EXPECT_GT(chunk.rows, 0);
+      rows += chunk.rows;
+      chunks.push_back(std::move(chunk));
+      return OkStatus();
+    });
     ASSERT_TRUE(head) << head.error().message;
-    if (chunks.empty()) chunks.emplace_back();
+    EXPECT_EQ(rows, static_cast<int64_t>(Scan(*store_, module).size())) << "every row ScanRows gives";
+    if (chunks.empty()) chunks.push_back({"[]", 0});
     // As the Backup Service sends them: chunks sent during the scan carry an older
     // head (a lower bound), the last one the scan's own.
     const int64_t early_seq = std::max<int64_t>(*head - 1, 1);
     for (size_t i = 0; i < chunks.size(); ++i) {
       bool last = i + 1 == chunks.size();
       auto progress = partner_->ApplySnapshotChunk("pool1.example.com", module, "pool1.example.com",
-                                                   last ? *head : early_seq, i == 0, last, chunks[i]);
+                                                   last ? *head : early_seq, i == 0, last, chunks[i].json);
       ASSERT_TRUE(progress) << progress.error().message;
       EXPECT_EQ(progress->snapshot_seq, last ? 0 : early_seq);
       if (i + 1 == chunks.size()) {
@@ -1286,18 +1292,115 @@ TEST_P(ReplicationStoreTest, SnapshotRoundTripGivesIdenticalRowsAndDigests) {
   EXPECT_EQ(Digest(*partner_, "user").sha256, Digest(*store_, "user").sha256);
 
   // Chunks must belong to a started snapshot, and rows to the pool.
-  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 99, false, true, {})
+  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 99, false, true, "[]")
                 .error()
                 .code,
             ErrorCode::kFailedPrecondition);
-  ReplicatedRow carol_row{"sip:carol@example.com", "pool2.example.com", UserPayloadJson(User("carol"))};
-  auto carol = json::parse(carol_row.payload);
-  carol["home_pool"] = "pool2.example.com";
-  carol_row.payload = carol.dump();
-  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 5, true, true, {carol_row})
+  const std::string carol_row =
+      R"(["users","sip:carol@example.com","carol","example.com","pool2.example.com","m","s","mf","sf",1])";
+  EXPECT_EQ(partner_->ApplySnapshotChunk("pool1.example.com", "user", "pool1.example.com", 5, true, true,
+                                         "[" + carol_row + "]")
                 .error()
                 .code,
             ErrorCode::kInvalidArgument);
+}
+
+TEST_P(ReplicationStoreTest, SnapshotChunksAreBoundedByBytesToo) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  int chunks = 0;
+  ASSERT_TRUE(store_->ScanSnapshot("user", "pool1.example.com", 1000, 1, [&](SnapshotChunk&& chunk) {
+    EXPECT_EQ(chunk.rows, 1) << "a row larger than the bound goes alone";
+    ++chunks;
+    return OkStatus();
+  }));
+  EXPECT_EQ(chunks, static_cast<int>(Scan(*store_, "user").size()));
+  ASSERT_NO_FATAL_FAILURE(ShipSnapshot("conference", 1000, 200));
+  EXPECT_EQ(Digest(*partner_, "conference").sha256, Digest(*store_, "conference").sha256);
+}
+
+TEST_P(ReplicationStoreTest, SnapshotOfManyRowsRoundTripsAndStopsAtAFailingSink) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  // More rows of one table than one INSERT takes, and not a multiple of it.
+  for (int i = 0; i < 101; ++i) {
+    ASSERT_TRUE(store_->UpsertContact({kBob, fmt::format("sip:c{:03d}@example.com", i), fmt::format("C \"{}\"", i), {}}));
+  }
+  for (int round = 0; round < 2; ++round) {  // the second one replaces what the first applied
+    ASSERT_NO_FATAL_FAILURE(ShipSnapshot("user", 1000));
+    EXPECT_EQ(Scan(*partner_, "user"), Scan(*store_, "user"));
+    EXPECT_EQ(Digest(*partner_, "user").sha256, Digest(*store_, "user").sha256);
+  }
+  int calls = 0;
+  auto scanned = store_->ScanSnapshot("user", "pool1.example.com", 10, 1 << 20, [&](SnapshotChunk&&) -> Status {
+    ++calls;
+    return MakeError(ErrorCode::kUnavailable, "partner gone");
+  });
+  ASSERT_FALSE(scanned);
+  EXPECT_EQ(scanned.error().message, "partner gone");
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(store_->ScanSnapshot("bogus", "", 10, 1 << 20, [](auto&&) { return OkStatus(); }).error().code,
+            ErrorCode::kInvalidArgument);
+}
+
+TEST_P(ReplicationStoreTest, MalformedSnapshotChunkAppliesNothing) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  const std::string user = R"(["users","sip:x@example.com","x","example.com","pool1.example.com","m","s","mf","sf",1])";
+  const std::string contact = R"(["contacts","sip:x@example.com","sip:y@example.com","","[]","pool1.example.com",2])";
+  auto refused = [&](std::string_view module, const std::string& chunk) {
+    auto applied = partner_->ApplySnapshotChunk("pool1.example.com", module, "pool1.example.com", 5, true, true, chunk);
+    EXPECT_FALSE(applied) << chunk;
+    if (!applied) {
+      EXPECT_EQ(applied.error().code, ErrorCode::kInvalidArgument) << applied.error().message;
+    }
+  };
+  for (const std::string& chunk : std::vector<std::string>{
+           std::string("[") + user,                                      // not JSON
+           std::string("{}"),                                            // not an array
+           std::string("\"users\""),                                     // not an array
+           "[" + user + "] trailing",                                    // more than the array
+           "[" + user + ",[]]",                                          // an empty row
+           "[[1," + user.substr(1) + "]",                                // no table first
+           R"([["meetings","0123456789abcdef"]])",                       // another module's table
+           R"([["sip:x@example.com"]])",                                 // no such table
+           R"([["users","sip:x@example.com","x"]])",                     // too few values
+           "[" + user.substr(0, user.size() - 1) + ",2]]",               // too many values
+           "[" + user.substr(0, user.size() - 2) + "1.5]]",              // not an integer
+           "[" + user.substr(0, user.size() - 2) + "\"1\"]]",            // text for an integer
+           "[" + user.substr(0, user.size() - 2) + "null]]",             // null
+           "[" + user.substr(0, user.size() - 2) + "99999999999999999999]]",  // beyond int64
+           "[" + user.substr(0, user.size() - 2) + "[1]]]",              // an array in a row
+           "[" + user.substr(0, user.size() - 2) + "{}]]",               // an object in a row
+           R"([["users",1,"x","example.com","pool1.example.com","m","s","mf","sf",1]])",  // an integer for text
+           "[" + contact + "," + user + "]",                             // out of key order
+           "[" + user + "," + user + "]",                                // a key twice
+           R"([["contacts","sip:x@example.com","sip:y@example.com","","[1]","pool1.example.com",2]])",  // groups
+           R"([["contacts","sip:x@example.com","sip:y@example.com","","{}","pool1.example.com",2]])",
+           R"([["privacy_settings","sip:x@example.com","everyone","[]","[]","pool1.example.com",2]])",
+           "[\"users\"," + user.substr(1) + "]",                         // a value outside a row
+       }) {
+    refused("user", chunk);
+  }
+  refused("conference",
+          R"([["meeting_content","0123456789abcdef","a",1,")" + std::string(64, 'a') +
+              R"(","pool1.example.com",1,"!!!!"]])");  // bytes not in base64
+  refused("conference",
+          R"([["meeting_content","0123456789abcdef","a",2,")" + std::string(64, 'a') +
+              R"(","pool1.example.com",1,"eA=="]])");  // size does not match
+  refused("cms", R"([["cms_versions",0,1,"{}"]])");
+  refused("bogus", "[]");
+  EXPECT_TRUE(partner_->ListUsers()->empty());
+  EXPECT_TRUE(partner_->ListImportProgress()->empty() || partner_->ListImportProgress()->front().snapshot_seq == 0);
+
+  // The same rows well-formed (and a list that is stored as Dump writes it).
+  auto applied = partner_->ApplySnapshotChunk(
+      "pool1.example.com", "user", "pool1.example.com", 5, true, true,
+      "[" + user + R"(,["contacts","sip:x@example.com","sip:y@example.com","Y \"y\"","[ \"Work\" ]",)"
+                   R"("pool1.example.com",2]])");
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(applied->applied_seq, 5);
+  auto contacts = partner_->ListContacts("sip:x@example.com");
+  ASSERT_TRUE(contacts && contacts->size() == 1u);
+  EXPECT_EQ(contacts->front().display_name, "Y \"y\"");
+  EXPECT_EQ(contacts->front().groups, std::vector<std::string>{"Work"});
 }
 
 TEST_P(ReplicationStoreTest, DigestsOfKeyRangesAddUpAndFollowChanges) {
@@ -1414,6 +1517,42 @@ TEST(StoreTextTest, Utf8AndContentNames) {
   EXPECT_TRUE(IsValidContentName("Präsentation.pptx"));
   for (const char* bad : {"", ".", "..", "a/b", "a\\b", "tab\there"}) EXPECT_FALSE(IsValidContentName(bad)) << bad;
   EXPECT_FALSE(IsValidContentName(std::string(256, 'a')));
+}
+
+TEST(StoreTextTest, PayloadTextIsWhatNlohmannWrites) {
+  std::vector<std::string> texts = {"", "plain", "quote \" backslash \\ slash /", "Präsentation ☀ 𝄞", "\x7f",
+                                    "\xff invalid", "\xed\xa0\x80", std::string("nul \0 inside", 13)};
+  std::string controls;
+  for (int c = 0; c < 0x20; ++c) controls += static_cast<char>(c);
+  texts.push_back(controls);
+  for (const std::string& text : texts) {
+    std::string written;
+    AppendJsonString(written, text);
+    EXPECT_EQ(written, Dump(json(text))) << text;
+  }
+  // The payloads written member by member read as Dump of the same object.
+  ContactRecord contact{"sip:alice@example.com", "sip:bob@example.com", texts[2], {"Work", texts[3]},
+                        "pool1.example.com", -5};
+  EXPECT_EQ(ContactPayloadJson(contact), Dump(json{{"owner", contact.owner},
+                                                   {"contact", contact.contact},
+                                                   {"display_name", contact.display_name},
+                                                   {"groups", contact.groups},
+                                                   {"home_pool", contact.home_pool},
+                                                   {"updated_at_ms", contact.updated_at_ms}}));
+  UserRecord user{"sip:a@example.com", "a", "example.com", "pool1.example.com", "m", "s", "mf", "sf", 1700000000000};
+  EXPECT_EQ(UserPayloadJson(user), Dump(json{{"uri", user.uri},
+                                             {"username", user.username},
+                                             {"domain", user.domain},
+                                             {"home_pool", user.home_pool},
+                                             {"ha1_md5", user.ha1_md5},
+                                             {"ha1_sha256", user.ha1_sha256},
+                                             {"ha1_md5_full", user.ha1_md5_full},
+                                             {"ha1_sha256_full", user.ha1_sha256_full},
+                                             {"created_at_ms", user.created_at_ms}}));
+  EXPECT_EQ(ContactGroupPayloadJson({"o", "Work", "p", 3}),
+            Dump(json{{"owner", "o"}, {"name", "Work"}, {"home_pool", "p"}, {"created_at_ms", 3}}));
+  EXPECT_EQ(PresenceNotePayloadJson({"o", "n\n", "p", 4}),
+            Dump(json{{"owner", "o"}, {"note", "n\n"}, {"home_pool", "p"}, {"updated_at_ms", 4}}));
 }
 
 TEST(StoreMigrationsTest, BothBackEndsHaveTheSameVersions) {
