@@ -148,11 +148,17 @@ def run_sipp(work, port, transport, authenticate, calls, users, concurrency=200)
             for i in range(users):
                 f.write(f"user{i};{PASSWORD};example.com;\n")
     scenario = os.path.join(HERE, "register_auth.xml" if authenticate else "register_plain.xml")
+    # -buff_size: with sipp's default 64 KB socket buffer, a burst of responses arriving
+    # while sipp is off its core overflows it; each dropped response stalls its call for
+    # the 500 ms retransmission (hundreds per UDP row on a busy machine, whichever
+    # server answers). That measures the client, so it gets the servers' 4 MB (the
+    # kernel caps it at net.core.rmem_max).
     command = ["taskset", "-c", CLIENT_CORE, "sipp", f"127.0.0.1:{port}", "-sf", scenario, "-inf", csv,
                "-au", "user0", "-ap", PASSWORD, "-auth_uri", "example.com",
                "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1", "-p", str(free_port()),
                "-m", str(calls), "-l", str(concurrency), "-r", "100000", "-rp", "1000", "-nostdin",
-               "-timeout", "120s", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+               "-timeout", "120s", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+               "-buff_size", str(4 << 20)]
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=300)
     elapsed = time.monotonic() - started

@@ -1,6 +1,10 @@
 #include "pool/pool_soft_state.h"
 
 #include <algorithm>
+#include <bitset>
+#include <cstdlib>
+#include <iterator>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -34,20 +38,47 @@ sip::MessageSource SourceOf(const json& j) {
                             .connection_id = 0};
 }
 
+// `text` as a JSON string. Bytes that are not UTF-8 become \u00XX: a device's odd
+// bytes must neither stop the write-back nor make the row unreadable.
+void AppendJsonString(std::string& out, std::string_view text) {
+  const bool utf8 = IsValidUtf8(text);
+  out.push_back('"');
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (byte < 0x20 || (byte >= 0x80 && !utf8)) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", byte);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+// Written directly rather than through an nlohmann DOM, which costs a dozen
+// allocations per binding and runs for every REGISTER. Read back by BindingsOf.
 SoftStateWrite RegistrationWrite(const std::string& pool, const std::string& aor, const std::vector<Binding>& all) {
   SoftStateWrite write{.row = {pool, kRegistration, aor, RoutingGroupOf(aor), 0, ""}, .remove = all.empty()};
   if (write.remove) return write;
-  json bindings = json::array();
+  std::string& out = write.row.payload;
+  out.reserve(all.size() * 160);
+  out.push_back('[');
   for (const Binding& b : all) {
-    bindings.push_back({{"contact", b.contact_uri},
-                        {"q", b.q_millis},
-                        {"exp", b.expires_at_ms},
-                        {"call_id", b.call_id},
-                        {"cseq", b.cseq},
-                        {"src", SourceJson(b.source)}});
+    if (&b != &all.front()) out.push_back(',');
+    out += "{\"call_id\":";
+    AppendJsonString(out, b.call_id);
+    out += ",\"contact\":";
+    AppendJsonString(out, b.contact_uri);
+    fmt::format_to(std::back_inserter(out), ",\"cseq\":{},\"exp\":{},\"q\":{},\"src\":{{\"addr\":", b.cseq,
+                   b.expires_at_ms, b.q_millis);
+    AppendJsonString(out, b.source.address);
+    fmt::format_to(std::back_inserter(out), ",\"port\":{},\"proto\":\"{}\"}}}}", b.source.port,
+                   b.source.protocol == sip::TransportProtocol::kTcp ? "tcp" : "udp");
     write.row.expires_at_ms = std::max(write.row.expires_at_ms, b.expires_at_ms);
   }
-  write.row.payload = bindings.dump();
+  out.push_back(']');
   return write;
 }
 
@@ -61,9 +92,13 @@ std::vector<Binding> BindingsOf(const json& payload) {
   return out;
 }
 
-SoftStateWrite SubscriptionWrite(const std::string& pool, const Subscription& s, bool removed) {
-  SoftStateWrite write{.row = {pool, kSubscription, s.call_id + " " + s.our_tag, RoutingGroupOf(s.presentity),
-                               s.expires_at_ms, ""},
+// A subscription's row key: its dialog.
+std::string SubscriptionKey(const Subscription& s) { return s.call_id + " " + s.our_tag; }
+
+// Dumped with replacement: a stray byte must not throw on the writer thread.
+SoftStateWrite SubscriptionWrite(const std::string& pool, const std::string& key, const Subscription& s,
+                                 bool removed) {
+  SoftStateWrite write{.row = {pool, kSubscription, key, RoutingGroupOf(s.presentity), s.expires_at_ms, ""},
                        .remove = removed};
   if (removed) return write;
   write.row.payload = json{{"call_id", s.call_id},
@@ -76,7 +111,7 @@ SoftStateWrite SubscriptionWrite(const std::string& pool, const Subscription& s,
                            {"src", SourceJson(s.source)},
                            {"cseq", s.next_cseq},
                            {"exp", s.expires_at_ms}}
-                          .dump();
+                          .dump(-1, ' ', false, json::error_handler_t::replace);
   return write;
 }
 
@@ -106,7 +141,7 @@ SoftStateWrite PublicationWrite(const std::string& pool, const std::string& aor,
                        {"updated", p.updated_ms}});
     write.row.expires_at_ms = std::max(write.row.expires_at_ms, p.expires_at_ms);
   }
-  write.row.payload = records.dump();
+  write.row.payload = records.dump(-1, ' ', false, json::error_handler_t::replace);
   return write;
 }
 
@@ -145,15 +180,12 @@ PoolSoftState::PoolSoftState(SoftStateOptions options, Store& store, BindingTabl
 PoolSoftState::~PoolSoftState() { Stop(); }
 
 void PoolSoftState::Start() {
-  const std::string& pool = options_.pool;
-  bindings_.SetChangeListener([this, pool](const std::string& aor, const std::vector<Binding>& all) {
-    Queue(RegistrationWrite(pool, aor, all));
+  bindings_.SetChangeListener([this](const std::string& aor, const std::vector<Binding>&) { NoteUserChanged(aor); });
+  subscriptions_.SetChangeListener([this](const Subscription& subscription, bool removed) {
+    Queue(Kind::kSubscription, SubscriptionKey(subscription), SubscriptionChange{subscription, removed});
   });
-  subscriptions_.SetChangeListener([this, pool](const Subscription& subscription, bool removed) {
-    Queue(SubscriptionWrite(pool, subscription, removed));
-  });
-  publications_.SetChangeListener([this, pool](const std::string& aor, const std::vector<PublicationRecord>& all) {
-    Queue(PublicationWrite(pool, aor, all));
+  publications_.SetChangeListener([this](const std::string& aor, const std::vector<PublicationRecord>& all) {
+    Queue(Kind::kPublication, aor, all);
   });
   thread_ = std::thread([this] { Loop(); });
 }
@@ -171,44 +203,87 @@ void PoolSoftState::Stop() {
   }
 }
 
-void PoolSoftState::Queue(SoftStateWrite write) {
-  std::string id = write.row.kind + " " + write.row.key;
+void PoolSoftState::NoteUserChanged(const std::string& aor) {
   std::lock_guard lock(mu_);
-  pending_.insert_or_assign(std::move(id), std::move(write));
-  queued_rows_->Set(static_cast<double>(pending_.size() + in_flight_));
-  if (pending_.size() >= options_.max_batch_rows) wake_.notify_all();
+  changed_users_.push_back(aor);
+  queued_rows_->Set(static_cast<double>(QueuedLocked() + in_flight_));
+  if (QueuedLocked() >= options_.max_batch_rows) wake_.notify_all();
+}
+
+void PoolSoftState::Queue(Kind kind, std::string_view key, Change change) {
+  std::lock_guard lock(mu_);
+  // A row still waiting takes the newer state in place (no new key).
+  if (auto waiting = pending_.find(PendingKeyView{kind, key}); waiting != pending_.end()) {
+    waiting->second = std::move(change);
+  } else {
+    pending_.emplace(PendingKey{kind, std::string(key)}, std::move(change));
+  }
+  queued_rows_->Set(static_cast<double>(QueuedLocked() + in_flight_));
+  if (QueuedLocked() >= options_.max_batch_rows) wake_.notify_all();
+}
+
+SoftStateWrite PoolSoftState::RowOf(const PendingKey& key, const Change& change) const {
+  switch (key.kind) {
+    case Kind::kSubscription: {
+      const auto& [subscription, removed] = std::get<SubscriptionChange>(change);
+      return SubscriptionWrite(options_.pool, key.key, subscription, removed);
+    }
+    case Kind::kPublication:
+      return PublicationWrite(options_.pool, key.key, std::get<std::vector<PublicationRecord>>(change));
+  }
+  std::abort();  // every kind is handled above
 }
 
 Status PoolSoftState::Flush() {
   std::lock_guard flush_lock(flush_mu_);
+  return FlushLocked();
+}
+
+Status PoolSoftState::FlushLocked() {
   while (true) {
-    std::vector<std::pair<std::string, SoftStateWrite>> batch;
+    std::vector<std::string> users;
+    std::vector<decltype(pending_)::node_type> batch;
+    std::bitset<kRoutingGroups> handed_over;
     {
       std::lock_guard lock(mu_);
-      if (pending_.empty()) return OkStatus();
-      batch.reserve(std::min(pending_.size(), options_.max_batch_rows));
-      for (auto it = pending_.begin(); it != pending_.end() && batch.size() < options_.max_batch_rows;) {
-        batch.emplace_back(it->first, std::move(it->second));
-        it = pending_.erase(it);
+      if (QueuedLocked() == 0) return OkStatus();
+      size_t take = std::min(changed_users_.size(), options_.max_batch_rows);
+      users.assign(std::make_move_iterator(changed_users_.end() - static_cast<ptrdiff_t>(take)),
+                   std::make_move_iterator(changed_users_.end()));
+      changed_users_.resize(changed_users_.size() - take);
+      while (!pending_.empty() && users.size() + batch.size() < options_.max_batch_rows) {
+        batch.push_back(pending_.extract(pending_.begin()));
       }
-      in_flight_ = batch.size();
+      handed_over = handed_over_;
+      in_flight_ = users.size() + batch.size();
     }
+    // Serialized here, off the tables' threads and locks.
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
     std::vector<SoftStateWrite> writes;
-    writes.reserve(batch.size());
-    for (auto& [id, write] : batch) writes.push_back(write);
-    auto written = store_.WriteSoftState(writes);
+    writes.reserve(users.size() + batch.size());
+    const int64_t now_ms = MillisOf(clock_);
+    for (const std::string& aor : users) {
+      if (handed_over[RoutingGroupOf(aor)]) continue;
+      writes.push_back(RegistrationWrite(options_.pool, aor, bindings_.Lookup(aor, now_ms)));
+    }
+    for (const auto& node : batch) writes.push_back(RowOf(node.key(), node.mapped()));
+    auto written = writes.empty() ? OkStatus() : store_.WriteSoftState(writes);
     std::lock_guard lock(mu_);
     in_flight_ = 0;
     if (!written) {
       write_failures_->Increment();
-      // Put the batch back unless a newer state of the same row was queued meanwhile.
-      for (auto& [id, write] : batch) pending_.try_emplace(std::move(id), std::move(write));
-    } else {
+      // Put the batch back (registrations are read from the table again; other rows
+      // only if no newer state of the same row was queued meanwhile).
+      changed_users_.insert(changed_users_.end(), std::make_move_iterator(users.begin()),
+                            std::make_move_iterator(users.end()));
+      for (auto& node : batch) pending_.insert(std::move(node));
+    } else if (!writes.empty()) {
       batches_written_->Increment();
       rows_written_->Increment(writes.size());
     }
     // Queued or being written: 0 means everything so far is in the store.
-    queued_rows_->Set(static_cast<double>(pending_.size()));
+    queued_rows_->Set(static_cast<double>(QueuedLocked()));
     if (!written) return written;
   }
 }
@@ -218,7 +293,7 @@ void PoolSoftState::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, options_.flush_interval,
-                   [this] { return stopping_ || pending_.size() >= options_.max_batch_rows; });
+                   [this] { return stopping_ || QueuedLocked() >= options_.max_batch_rows; });
     if (stopping_) break;
     lock.unlock();
     if (auto flushed = Flush(); !flushed) {
@@ -236,23 +311,38 @@ void PoolSoftState::Loop() {
 Status PoolSoftState::OnOwnershipChanged(const RoutingGroupMap& before, const RoutingGroupMap& after) {
   const std::string& self = options_.server_id;
   std::vector<int> gained;
-  std::vector<bool> lost(kRoutingGroups, false);
-  bool loses_any = false;
+  std::bitset<kRoutingGroups> lost, owned;
   for (int group = 0; group < kRoutingGroups; ++group) {
     bool had = before.OwnerOf(group) == self;
     bool has = after.OwnerOf(group) == self;
     if (has && !had) gained.push_back(group);
-    if (had && !has) lost[group] = loses_any = true;
+    lost[group] = had && !has;
+    owned[group] = has;
   }
   cleans_expired_ = after.OwnerOf(0) == self;
-  if (loses_any) {
+  {
+    std::lock_guard lock(mu_);
+    handed_over_ &= ~owned;
+  }
+  if (lost.any()) {
+    // What this server holds of those groups goes to the store first, for their new
+    // owners; from then on their users' changes are not written back from here. No
+    // batch runs in between (one could read a user already forgotten as unregistered).
+    std::lock_guard flush_lock(flush_mu_);
+    if (auto flushed = FlushLocked(); !flushed) {
+      spdlog::warn("pool: could not write back the soft state of the routing groups handed over: {}",
+                   flushed.error().message);
+    }
+    {
+      std::lock_guard lock(mu_);
+      handed_over_ |= lost;
+    }
     // Only memory: the rows stay in the store for the new owners.
     auto is_lost = [&](std::string_view aor) { return lost[RoutingGroupOf(aor)]; };
     size_t users = bindings_.RemoveUsersIf(is_lost);
     subscriptions_.RemoveIf([&](const std::string& presentity) { return is_lost(presentity); });
     publications_.RemoveIf([&](const std::string& aor) { return is_lost(aor); });
-    spdlog::info("pool: handed over {} routing groups ({} registered users) to other servers",
-                 std::count(lost.begin(), lost.end(), true), users);
+    spdlog::info("pool: handed over {} routing groups ({} registered users) to other servers", lost.count(), users);
   }
   if (gained.empty()) return OkStatus();
   return LoadGroups(gained);

@@ -17,9 +17,10 @@ struct ServerTables {
   MetricsRegistry metrics;
   PoolSoftState soft_state;
 
-  ServerTables(const std::string& id, Store& store)
-      : soft_state(SoftStateOptions{.pool = kPool, .server_id = id}, store, bindings, publications, subscriptions,
-                   metrics) {}
+  ServerTables(const std::string& id, Store& store,
+               std::chrono::milliseconds flush_interval = SoftStateOptions().flush_interval)
+      : soft_state(SoftStateOptions{.pool = kPool, .server_id = id, .flush_interval = flush_interval}, store,
+                   bindings, publications, subscriptions, metrics) {}
 };
 
 class PoolSoftStateTest : public ::testing::Test {
@@ -124,6 +125,70 @@ TEST_F(PoolSoftStateTest, RemovalsAreWrittenBackAndBatchesCoalesce) {
   ASSERT_EQ(rows->size(), 1u) << "b unregistered: its row is gone";
   EXPECT_EQ((*rows)[0].key, "sip:a@example.com");
   EXPECT_NE((*rows)[0].payload.find("\"cseq\":10"), std::string::npos) << "the newest state wins";
+  fe1.soft_state.Stop();
+}
+
+TEST_F(PoolSoftStateTest, OddBytesInABindingStillWriteBackAndLoad) {
+  RoutingGroupMap solo({"fe1"});
+  ServerTables fe1("fe1", *store_);
+  fe1.soft_state.Start();
+  ASSERT_TRUE(fe1.soft_state.OnOwnershipChanged(RoutingGroupMap(), solo));
+  const int64_t now = NowUnixMillis();
+  sip::MessageSource from{.protocol = sip::TransportProtocol::kTcp, .address = "10.0.0.7", .port = 5070};
+  const std::string odd = "sip:\"quoted\"\\back\x01\tslash@h\xc3\xa9";  // quotes, backslash, controls, UTF-8
+  ASSERT_TRUE(fe1.bindings.Apply("sip:a@example.com", {{odd, 1000, 600}}, false, "call\xff", 1, from, now));
+  fe1.soft_state.Stop();
+
+  // Stopping wrote everything back: a successor loads it.
+  ServerTables fe2("fe2", *store_);
+  ASSERT_TRUE(fe2.soft_state.OnOwnershipChanged(RoutingGroupMap(), RoutingGroupMap({"fe2"})));
+  auto loaded = fe2.bindings.Lookup("sip:a@example.com", now);
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].contact_uri, odd);
+  EXPECT_EQ(loaded[0].call_id, "call\u00ff") << "a byte that is not UTF-8 loads as its code point";
+  EXPECT_EQ(loaded[0].source.protocol, sip::TransportProtocol::kTcp);
+  EXPECT_EQ(loaded[0].expires_at_ms, now + 600000);
+}
+
+TEST_F(PoolSoftStateTest, AHandOverWritesWhatWasHeldAndNeverRemovesTheNewOwnersRows) {
+  RoutingGroupMap both({"fe1", "fe2"});
+  RoutingGroupMap only_fe2({"fe2"});
+  ServerTables fe1("fe1", *store_, std::chrono::hours(1));  // writes only when told to
+  fe1.soft_state.Start();
+  ASSERT_TRUE(fe1.soft_state.OnOwnershipChanged(RoutingGroupMap(), both));
+  const int64_t now = NowUnixMillis();
+  const std::string moving = UserOwnedBy(both, "fe1");
+  sip::MessageSource from{.protocol = sip::TransportProtocol::kUdp, .address = "10.0.0.7", .port = 5070};
+  ASSERT_TRUE(fe1.bindings.Apply(moving, {{"sip:dev@10.0.0.7", 1000, 600}}, false, "c", 1, from, now));
+  ASSERT_TRUE(fe1.soft_state.Flush());
+  ASSERT_TRUE(fe1.bindings.Apply(moving, {{"sip:dev@10.0.0.7", 1000, 600}}, false, "c", 2, from, now));
+
+  // fe1 hands the group over: the change it still held goes to the store first.
+  ASSERT_TRUE(fe1.soft_state.OnOwnershipChanged(both, only_fe2));
+  std::vector<int> group{RoutingGroupOf(moving)};
+  auto rows = store_->LoadSoftState(kPool, group, now);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_NE((*rows)[0].payload.find("\"cseq\":2"), std::string::npos) << (*rows)[0].payload;
+
+  // A REGISTER fe1 still served before its SIP side saw the new routing: not written
+  // from here, and the user (gone from fe1's table) is not written as unregistered.
+  ASSERT_TRUE(fe1.bindings.Apply(moving, {{"sip:dev@10.0.0.7", 1000, 600}}, false, "c", 3, from, now));
+  fe1.bindings.RemoveUsersIf([](std::string_view) { return true; });
+  ASSERT_TRUE(fe1.soft_state.Flush());
+  rows = store_->LoadSoftState(kPool, group, now);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_NE((*rows)[0].payload.find("\"cseq\":2"), std::string::npos) << (*rows)[0].payload;
+
+  // Regained: its users are written back from here again.
+  ASSERT_TRUE(fe1.soft_state.OnOwnershipChanged(only_fe2, both));
+  ASSERT_TRUE(fe1.bindings.Apply(moving, {{"sip:dev@10.0.0.7", 1000, 600}}, false, "c", 4, from, now));
+  ASSERT_TRUE(fe1.soft_state.Flush());
+  rows = store_->LoadSoftState(kPool, group, now);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_NE((*rows)[0].payload.find("\"cseq\":4"), std::string::npos) << (*rows)[0].payload;
   fe1.soft_state.Stop();
 }
 

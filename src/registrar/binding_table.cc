@@ -1,12 +1,10 @@
 #include "registrar/binding_table.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <new>
 
 #include <fmt/format.h>
+
+#include "common/page_resource.h"
 
 namespace tandem {
 
@@ -22,28 +20,12 @@ bool SameContact(const std::string& a, const std::string& b) {
 }
 
 void SortByQ(std::vector<Binding>& bindings) {
+  // stable_sort takes a temporary buffer even for one element, and most users
+  // register one device.
+  if (bindings.size() < 2) return;
   std::stable_sort(bindings.begin(), bindings.end(),
                    [](const Binding& a, const Binding& b) { return a.q_millis > b.q_millis; });
 }
-
-// Whole pages straight from mmap, returned with munmap: memory the general heap
-// never sees, so its fragmentation cannot pin it (nor it the heap's pages). The pool
-// above asks for large chunks, so there are few mappings.
-class PageResource final : public std::pmr::memory_resource {
- private:
-  static size_t Rounded(size_t bytes) {
-    static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
-  }
-  void* do_allocate(size_t bytes, size_t alignment) override {
-    if (alignment > static_cast<size_t>(::sysconf(_SC_PAGESIZE))) throw std::bad_alloc();
-    void* p = ::mmap(nullptr, Rounded(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return p;
-  }
-  void do_deallocate(void* p, size_t bytes, size_t) override { ::munmap(p, Rounded(bytes)); }
-  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
-};
 
 }  // namespace
 

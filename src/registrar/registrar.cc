@@ -1,6 +1,7 @@
 #include "registrar/registrar.h"
 
 #include <ctime>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -11,8 +12,8 @@ using sip::HeaderId;
 
 namespace {
 
-std::string RfcDate(int64_t unix_ms) {
-  std::time_t seconds = unix_ms / 1000;
+std::string RfcDate(int64_t unix_seconds) {
+  std::time_t seconds = unix_seconds;
   std::tm tm{};
   ::gmtime_r(&seconds, &tm);
   char buffer[64];
@@ -40,8 +41,13 @@ Registrar::Registrar(RegistrarOptions options, BindingTable& bindings, DigestAut
 
 void Registrar::Reply(const std::shared_ptr<sip::ServerTransaction>& transaction, int code, std::string_view reason,
                       const std::vector<std::pair<std::string, std::string>>& headers) {
-  sip::SipMessage response = sip::BuildResponse(transaction->request(), code, reason);
+  sip::SipMessage response = sip::BuildResponse(transaction->request(), code, reason, transaction->to_tag());
   for (const auto& [name, value] : headers) response.AddHeader(name, value);
+  Send(transaction, std::move(response));
+}
+
+void Registrar::Send(const std::shared_ptr<sip::ServerTransaction>& transaction, sip::SipMessage response) {
+  const int code = response.status_code();
   const bool cached = code >= 100 && code < 700;
   Counter* counter = cached ? responses_by_code_[code - 100].load(std::memory_order_relaxed) : nullptr;
   if (counter == nullptr) {
@@ -114,7 +120,10 @@ void Registrar::HandleRegister(const std::shared_ptr<sip::ServerTransaction>& tr
   if (domain != options_.domain || user.empty()) {
     return Reply(transaction, 404, "Not Found", {{"Warning", fmt::format("399 tandem \"this registrar serves {}\"", options_.domain)}});
   }
-  std::string aor = fmt::format("sip:{}@{}", user, domain);
+  std::string aor;
+  aor.reserve(5 + user.size() + domain.size());
+  aor.append("sip:").append(user).push_back('@');
+  aor.append(domain);
 
   if (options_.authenticate) {
     if (!Authenticate(transaction, user, domain, aor)) return;
@@ -163,15 +172,26 @@ void Registrar::HandleRegister(const std::shared_ptr<sip::ServerTransaction>& tr
     return Reply(transaction, 403, "Forbidden", {{"Warning", fmt::format("399 tandem \"{}\"", applied.error().message)}});
   }
 
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Written straight into the response: this runs for every accepted REGISTER.
+  sip::SipMessage response = sip::BuildResponse(request, 200, "OK", transaction->to_tag());
+  fmt::memory_buffer contact;
   for (const Binding& binding : *applied) {
     int64_t remaining = std::max<int64_t>(0, (binding.expires_at_ms - now_ms + 999) / 1000);
-    std::string q = binding.q_millis == 1000 ? "" : fmt::format(";q={}.{:03}", binding.q_millis / 1000, binding.q_millis % 1000);
-    headers.emplace_back("Contact", fmt::format("<{}>;expires={}{}", binding.contact_uri, remaining, q));
+    contact.clear();
+    fmt::format_to(std::back_inserter(contact), "<{}>;expires={}", binding.contact_uri, remaining);
+    if (binding.q_millis != 1000) {
+      fmt::format_to(std::back_inserter(contact), ";q={}.{:03}", binding.q_millis / 1000, binding.q_millis % 1000);
+    }
+    response.AddHeader(HeaderId::kContact, std::string_view(contact.data(), contact.size()));
   }
-  headers.emplace_back("Date", RfcDate(now_ms));
+  // The Date text changes once a second; formatting it is not free.
+  if (const int64_t second = now_ms / 1000; second != date_second_) {
+    date_ = RfcDate(second);
+    date_second_ = second;
+  }
+  response.AddHeader("Date", date_);
   accepted_->Increment();
-  Reply(transaction, 200, "OK", headers);
+  Send(transaction, std::move(response));
 }
 
 }  // namespace tandem

@@ -4,9 +4,9 @@
 // current bindings. Also answers 423 (Min-Expires), 420 (unknown Require), 500
 // (out-of-order CSeq), 400 (bad Contact: *).
 //
-// Thread-safety: HandleRegister is called on the SIP thread; the registrar keeps no
-// state of its own beyond what its (thread-safe) collaborators hold. All borrowed
-// objects must outlive it.
+// Thread-safety: HandleRegister is called on one thread (the SIP thread); the
+// registrar's own state is the Date text of the current second, beyond what its
+// (thread-safe) collaborators hold. All borrowed objects must outlive it.
 #pragma once
 
 #include <array>
@@ -45,6 +45,8 @@ class Registrar {
                     const std::string& domain, const std::string& aor);
   void Reply(const std::shared_ptr<sip::ServerTransaction>& transaction, int code, std::string_view reason,
              const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // Counts the response by status code and sends it.
+  void Send(const std::shared_ptr<sip::ServerTransaction>& transaction, sip::SipMessage response);
 
   const RegistrarOptions options_;
   BindingTable& bindings_;
@@ -55,6 +57,9 @@ class Registrar {
   Counter* accepted_;
   // tandem_registrar_responses_total by status code - 100, filled on first use.
   std::array<std::atomic<Counter*>, 600> responses_by_code_{};
+  // The Date header of the second date_second_ (SIP thread only).
+  int64_t date_second_ = -1;
+  std::string date_;
 };
 
 }  // namespace tandem

@@ -17,10 +17,6 @@ constexpr char kAllow[] = "REGISTER, OPTIONS, ACK, CANCEL, PUBLISH, SUBSCRIBE, N
 constexpr auto kSweepInterval = std::chrono::seconds(1);
 constexpr size_t kTrimAfterTransactions = 1000;
 
-UserLookup UsersOf(Store& store) {
-  return [&store](const std::string& user, const std::string& domain) { return store.FindUser(user, domain); };
-}
-
 PresenceNoteLookup NotesOf(Store& store) {
   return [&store](const std::string& presentity) {
     auto note = store.GetPresenceNote(presentity);
@@ -112,14 +108,15 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
     : address_(self.address),
       port_(self.sip_port),
       metrics_(metrics),
+      users_(store),
       transport_(io_, metrics),
       uac_(io_, transport_),
       authenticator_(AuthenticatorOptions(topology, shared_secret)),
       registrar_(RegistrarOptions{.domain = topology.sip_domain, .authenticate = topology.sip_authenticate},
-                 bindings_, authenticator_, UsersOf(store), metrics),
-      presence_(PresenceOptions{.domain = topology.sip_domain}, io_, transport_, uac_, UsersOf(store),
+                 bindings_, authenticator_, users_.Lookup(), metrics),
+      presence_(PresenceOptions{.domain = topology.sip_domain}, io_, transport_, uac_, users_.Lookup(),
                 std::move(authorize_watcher), NotesOf(store), metrics),
-      messages_(MessageOptions{.domain = topology.sip_domain}, uac_, bindings_, UsersOf(store), MeetingsOf(store),
+      messages_(MessageOptions{.domain = topology.sip_domain}, uac_, bindings_, users_.Lookup(), MeetingsOf(store),
                 metrics),
       sweep_timer_(io_),
       registered_users_(metrics.GetGauge("tandem_registrar_users", "users with at least one registered contact")),
@@ -129,7 +126,6 @@ SipService::SipService(const Topology& topology, const ServerSpec& self, Store& 
       forwarded_(metrics.GetCounter("tandem_sip_pool_forwarded_total",
                                     "requests proxied to the pool server owning their user")),
       too_many_hops_(metrics.GetCounter("tandem_sip_too_many_hops_total", "requests refused with 483")),
-      store_(store),
       pool_routing_(OwnPoolOf(topology, self)),
       redirected_(metrics.GetCounter("tandem_sip_pool_redirected_total",
                                      "REGISTERs redirected (301) to the pool serving their user")),
@@ -154,6 +150,7 @@ Status SipService::Start() {
     return MakeError(port.error().code, fmt::format("cannot listen for SIP on {}:{}: {}", address_, port_,
                                                     port.error().message));
   }
+  users_.Start();
   ScheduleSweep();
   thread_ = std::thread([this] {
     auto work = boost::asio::make_work_guard(io_);
@@ -171,6 +168,7 @@ void SipService::Stop() {
     io_.stop();
   });
   thread_.join();
+  users_.Stop();
 }
 
 void SipService::SetPoolPeers(std::vector<PoolPeer> peers) { peers_ = std::move(peers); }
@@ -236,7 +234,7 @@ bool SipService::RouteToServingPool(const std::shared_ptr<sip::ServerTransaction
   const sip::SipMessage& request = transaction->request();
   auto routed = RoutingAorOf(request, domain_);
   if (!routed) return false;
-  auto user = store_.FindUser(routed->user, routed->host);
+  auto user = users_.Find(routed->user, routed->host);
   // Unknown here (404 as usual) or a store error (the handler reports it).
   if (!user || !user->has_value()) return false;
   const PoolSpec* serving = pool_routing_.ServingPoolOf((*user)->home_pool);
@@ -310,7 +308,7 @@ void SipService::DropUsersServedElsewhere() {
     // "sip:user@host", as the registrar keys bindings.
     size_t at = aor.rfind('@');
     if (!aor.starts_with("sip:") || at == std::string_view::npos) return false;
-    auto user = store_.FindUser(std::string(aor.substr(4, at - 4)), std::string(aor.substr(at + 1)));
+    auto user = users_.Find(std::string(aor.substr(4, at - 4)), std::string(aor.substr(at + 1)));
     return user && user->has_value() && !pool_routing_.ServesHomePool((*user)->home_pool);
   });
   if (dropped > 0) {

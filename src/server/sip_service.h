@@ -46,6 +46,7 @@
 #include "topology/topology.h"
 #include "transport/sip_transport.h"
 #include "uac/client_transactions.h"
+#include "users/user_cache.h"
 
 namespace tandem {
 
@@ -115,6 +116,7 @@ class SipService {
   const uint16_t port_;
   boost::asio::io_context io_;
   MetricsRegistry& metrics_;
+  UserCache users_;  // every user lookup of the SIP side goes through it
   sip::SipTransport transport_;
   sip::ClientTransactions uac_;
   BindingTable bindings_;
@@ -136,7 +138,6 @@ class SipService {
   RoutingGroupMap routing_;      // SIP thread only
   Counter* forwarded_;
   Counter* too_many_hops_;
-  Store& store_;
   const CmsReplica* replica_ = nullptr;  // set before Start
   PoolRoutingView pool_routing_;         // SIP thread only
   // Servers of other pools a proxied request could not reach: skipped until then.
